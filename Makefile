@@ -1,0 +1,47 @@
+# The verbs of the project. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FRAUD := $(VENV)/bin/fraud
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup services services-down test test-unit lint lock simulate produce
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install the pinned dependencies (constraints.txt)
+
+lock: ## Re-pin constraints.txt from the current .venv (after changing pyproject ranges)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+services: setup ## Start Kafka (KRaft), Redis and the MLflow store on loopback; create topics
+	ops/services.sh up
+
+services-down: ## Stop the services that `make services` started
+	ops/services.sh down
+
+test: setup ## Run every test (unit + integration; starts services when needed)
+	$(PY) -m pytest
+
+test-unit: setup ## Run the tests that need no services
+	$(PY) -m pytest -m "not integration"
+
+lint: setup ## ruff (lint + format check) and mypy on the packages
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+simulate: setup ## Write the default simulated history to data/history (5,000 customers, 60 days)
+	$(FRAUD) simulate --customers 5000 --days 60 --seed 1 --out data/history
+
+produce: setup ## Publish live simulated traffic to `transactions` (RATE=2000 DURATION=10)
+	$(FRAUD) produce --rate $${RATE:-2000} --duration $${DURATION:-10}

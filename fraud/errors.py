@@ -1,0 +1,26 @@
+"""One root exception for the project; each subclass tells the operator what to do."""
+
+
+class FraudScorerError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(FraudScorerError):
+    """A setting is missing or invalid: fix the environment variable or option it names."""
+
+
+class ValidationError(FraudScorerError):
+    """An event or file row breaks its contract; the message names the field and the rule."""
+
+    def __init__(self, message: str, field: str | None = None, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule
+
+
+class ServiceUnavailableError(FraudScorerError):
+    """Kafka, Redis or MLflow did not answer: start them with `make services` or check the address."""
+
+
+class ModelNotFoundError(FraudScorerError):
+    """No model is registered at the requested alias: run `make train` to register a champion."""

@@ -1,0 +1,80 @@
+"""Process settings: one object, built in `main` and passed down.
+
+Values come from environment variables prefixed `FRAUD_` plus the standard names
+`KAFKA_BOOTSTRAP_SERVERS`, `REDIS_URL` and `MLFLOW_TRACKING_URI`. Nothing here touches
+the network or the disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TopicNames(BaseSettings):
+    """Kafka topic names (env: FRAUD_TOPIC_<NAME>)."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_TOPIC_", extra="forbid")
+
+    transactions: str = "transactions"
+    decisions: str = "decisions"
+    alerts: str = "alerts"
+    feedback: str = "feedback"
+    dead_letter: str = "transactions.dlq"
+    truth: str = "transactions.truth"
+
+    def all(self) -> list[str]:
+        return [
+            self.transactions,
+            self.decisions,
+            self.alerts,
+            self.feedback,
+            self.dead_letter,
+            self.truth,
+        ]
+
+
+class Settings(BaseSettings):
+    """Everything a process needs to find its services and its state."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="forbid")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "FRAUD_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "FRAUD_REDIS_URL"),
+    )
+    state_dir: Path = PROJECT_ROOT / ".state"
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "FRAUD_MLFLOW_TRACKING_URI"),
+    )
+    topic_partitions: int = Field(default=4, ge=1)
+    topics: TopicNames = Field(default_factory=TopicNames)
+    consumer_group: str = "fraud-scorer"
+    # Key of the keyed hash that replaces card numbers (PAN) at the edge.
+    pan_hash_key: SecretStr = SecretStr("change-me-in-production")
+    model_name: str = "fraud-detector"
+    label_delay_days: int = Field(default=7, ge=0)
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: the standard variable, else a SQLite file in the state folder."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.state_dir / "mlflow" / "artifacts"
+
+    @property
+    def data_dir(self) -> Path:
+        return PROJECT_ROOT / "data"

@@ -1,0 +1,1 @@
+"""A synthetic bank: customers, cards, terminals, genuine behaviour and fraud scenarios."""

@@ -1,0 +1,1 @@
+"""The online side: Kafka clients, feature aggregates, scoring, the Faust worker."""

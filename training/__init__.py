@@ -1,0 +1,1 @@
+"""The batch side: history, point-in-time features, training, evaluation, governance, registry."""
