@@ -1,0 +1,70 @@
+"""Every Prometheus metric of the scorer, in one place, with bounded label values.
+
+A `ScorerMetrics` owns its own registry so that several workers (or tests) in one process do
+not collide; `/metrics` serves that registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+OUTCOMES = ("decided", "dead_lettered")
+DEAD_LETTER_REASONS = ("invalid_json", "schema", "card_number", "processing_error")
+DECISIONS = ("approve", "review", "decline")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)
+SCORE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
+
+
+class ScorerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.transactions = Counter(
+            "fraud_transactions", "Transactions consumed, by outcome", ["outcome"], registry=r
+        )
+        self.decisions = Counter(
+            "fraud_decisions", "Decisions written, by tier", ["decision"], registry=r
+        )
+        self.dead_letters = Counter(
+            "fraud_dead_letters",
+            "Events sent to the dead-letter topic, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.pan_tokenized = Counter(
+            "fraud_pan_tokenized", "Card numbers replaced by a token at the edge", registry=r
+        )
+        self.degraded = Counter(
+            "fraud_degraded_decisions",
+            "Decisions made with default aggregates (Redis unavailable)",
+            registry=r,
+        )
+        self.redis_errors = Counter("fraud_redis_errors", "Failed Redis round trips", registry=r)
+        self.produce_retries = Counter(
+            "fraud_produce_retries", "Output records re-sent after a delivery failure", registry=r
+        )
+        self.latency = Histogram(
+            "fraud_event_to_decision_seconds",
+            "From the transaction's timestamp to its decision",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "fraud_batch_size", "Transactions per micro-batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.score = Histogram("fraud_score", "Model scores", buckets=SCORE_BUCKETS, registry=r)
+        self.model = Info("fraud_model", "The model version making decisions", registry=r)
+        self.model_reloads = Counter(
+            "fraud_model_reloads", "Champion swaps without restart", registry=r
+        )
+        self.ready = Gauge(
+            "fraud_worker_ready", "1 when the model is loaded and Kafka is connected", registry=r
+        )
+        for outcome in OUTCOMES:
+            self.transactions.labels(outcome)
+        for decision in DECISIONS:
+            self.decisions.labels(decision)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
