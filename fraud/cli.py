@@ -70,8 +70,10 @@ def mlflow_check(ctx: typer.Context) -> None:
 def _register_commands() -> None:
     """Subcommands owned by the other packages."""
     from simulator import cli as simulator_cli
+    from stream import cli as stream_cli
 
     simulator_cli.register(app)
+    stream_cli.register(app)
 
 
 def run() -> None:

@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     # Key of the keyed hash that replaces card numbers (PAN) at the edge.
     pan_hash_key: SecretStr = SecretStr("change-me-in-production")
     model_name: str = "fraud-detector"
+    model_alias: str = "champion"
+    # How often the worker asks the registry whether the alias moved (hot reload).
+    model_poll_interval_s: float = Field(default=5.0, gt=0)
+    # Micro-batches: up to `batch_size` events, or whatever arrived within `batch_within_s`.
+    batch_size: int = Field(default=500, ge=1)
+    batch_within_s: float = Field(default=0.02, gt=0)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    # After a failed Redis round trip, decide with default aggregates for this long before retrying.
+    redis_retry_s: float = Field(default=1.0, ge=0)
     label_delay_days: int = Field(default=7, ge=0)
 
     @property

@@ -1,0 +1,155 @@
+"""The Faust worker: thin agents around `BatchHandler`, plus the HTTP views.
+
+Agents take micro-batches (`take_events(n, within)`); Faust acknowledges a batch's offsets only
+after the loop body returns, and the body returns only after every output of the batch is on
+the broker (`BatchProducer.deliver`), so committed offsets never run ahead of decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from confluent_kafka import KafkaException
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from fraud.settings import Settings
+from stream.edge import Admitted, Source
+from stream.handler import BatchHandler, RawMessage
+from stream.metrics import ScorerMetrics
+from stream.model import ModelHolder
+from stream.output import BatchProducer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """Everything one worker process holds; built once in `main` and passed to the app."""
+
+    settings: Settings
+    metrics: ScorerMetrics
+    models: ModelHolder
+    producer: BatchProducer
+    handler: BatchHandler
+    _kafka_ok_at: float = 0.0
+
+    async def kafka_connected(self) -> bool:
+        """Broker metadata answered within the last few seconds (cached: health is polled)."""
+        if time.monotonic() - self._kafka_ok_at < 2.0:
+            return True
+        try:
+            await asyncio.to_thread(self.producer.producer.list_topics, None, 1.0)
+        except KafkaException:
+            return False
+        self._kafka_ok_at = time.monotonic()
+        return True
+
+
+def build_worker(settings: Settings, metrics: ScorerMetrics | None = None) -> Worker:
+    import redis
+
+    from stream.feature_store import RedisFeatureStore
+
+    metrics = metrics or ScorerMetrics()
+    models = ModelHolder(settings, metrics)
+    producer = BatchProducer(settings.kafka_bootstrap_servers, metrics)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0
+    )
+    handler = BatchHandler(settings, RedisFeatureStore(client), models, producer, metrics)
+    return Worker(settings, metrics, models, producer, handler)
+
+
+def _messages(events: Any) -> list[RawMessage]:
+    return [
+        RawMessage(e.value, Source(e.message.topic, e.message.partition, e.message.offset))
+        for e in events
+    ]
+
+
+def create_app(worker: Worker) -> faust.App:
+    settings = worker.settings
+    app = faust.App(
+        settings.consumer_group,
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        datadir=str(settings.state_dir / "faust"),
+    )
+    transactions = app.topic(
+        settings.topics.transactions, key_serializer="raw", value_serializer="raw"
+    )
+    feedback = app.topic(settings.topics.feedback, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(transactions, name="score-transactions")
+    async def score_transactions(stream: faust.Stream) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            await worker.handler.handle(_messages(events))
+
+    @app.agent(feedback, name="apply-feedback")
+    async def apply_feedback(stream: faust.Stream) -> None:
+        async for events in stream.take_events(settings.batch_size, within=0.5):
+            await worker.handler.handle_feedback(_messages(events))
+
+    @app.timer(interval=settings.model_poll_interval_s)
+    async def poll_model() -> None:
+        await worker.models.refresh()
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            model = worker.models.current
+            kafka_ok = await worker.kafka_connected()
+            ready = model is not None and kafka_ok
+            worker.metrics.ready.set(1 if ready else 0)
+            body = {
+                "ready": ready,
+                "kafka": kafka_ok,
+                "model": None if model is None else {"name": model.name, "version": model.version},
+            }
+            return self.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(
+                generate_latest(worker.metrics.registry), content_type=CONTENT_TYPE_LATEST
+            )
+
+    @app.page("/predict")
+    class Predict(View):
+        """Score one transaction inline (same path as the stream); not published to `decisions`."""
+
+        async def post(self, request: Request) -> Response:
+            raw = await self.read_request_content(request)
+            result = worker.handler.admit(raw, Source("http", 0, 0))
+            if not isinstance(result, Admitted):
+                return self.json(
+                    {
+                        "error": result.record["error"],
+                        "field": result.record["field"],
+                        "rule": result.record["rule"],
+                    },
+                    status=400,
+                )
+            if worker.models.current is None:
+                return self.json({"error": "no model loaded"}, status=503)
+            scored = worker.handler.score([result])
+            return self.bytes(orjson.dumps(scored.decisions[0]), content_type="application/json")
+
+    return app

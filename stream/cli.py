@@ -1,0 +1,43 @@
+"""Stream subcommands for the `fraud` CLI."""
+
+from __future__ import annotations
+
+import typer
+
+from fraud.settings import Settings
+
+
+def worker(
+    ctx: typer.Context,
+    web_port: int = typer.Option(
+        None, help="HTTP port for /health, /metrics, /predict (default 6066)."
+    ),
+    batch_size: int = typer.Option(None, help="Events per micro-batch (default 500)."),
+    log_level: str = typer.Option("INFO", help="Log level of the JSON logs."),
+) -> None:
+    """Run the scoring worker: transactions -> decisions + alerts, feedback -> terminal risk.
+
+    Start several to share the partitions of `transactions` (one consumer group). Needs a
+    champion in the registry (`make train`).
+    """
+    from faust.worker import Worker as FaustWorker
+
+    from stream.app import build_worker, create_app
+    from stream.logs import logging_config
+
+    settings: Settings = ctx.obj
+    updates = {
+        k: v for k, v in {"web_port": web_port, "batch_size": batch_size}.items() if v is not None
+    }
+    settings = settings.model_copy(update=updates)
+    scorer = build_worker(settings)
+    model = scorer.models.load()  # refuses to start without a champion (ModelNotFoundError)
+    typer.echo(f"scoring with {model.name} version {model.version} (@{model.alias})", err=True)
+    app = create_app(scorer)
+    FaustWorker(
+        app, loglevel=log_level, logging_config=logging_config(log_level)
+    ).execute_from_commandline()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)

@@ -1,0 +1,175 @@
+"""One micro-batch, start to finish: admit, aggregate, score, write. Independent of Faust.
+
+`handle` never raises: a failure inside a batch turns its events into dead-letter records
+(reason `processing_error`) so the batch's offsets can be acknowledged without losing anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from fraud.errors import ValidationError
+from fraud.settings import Settings
+from schemas import validator
+from stream.edge import Admitted, DeadLetter, Source, admit, dead_letter
+from stream.metrics import ScorerMetrics
+from stream.model import ModelHolder
+from stream.output import BatchProducer
+from stream.scoring import ScoredBatch, score_batch
+
+log = logging.getLogger(__name__)
+
+
+class FeatureStore(Protocol):
+    def process_batch(self, events: Sequence[dict[str, Any]]) -> list[dict[str, float | None]]: ...
+
+    def apply_labels(self, labels: Sequence[dict[str, Any]]) -> int: ...
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    value: bytes | None
+    source: Source
+
+
+class BatchHandler:
+    def __init__(
+        self,
+        settings: Settings,
+        store: FeatureStore,
+        models: ModelHolder,
+        producer: BatchProducer,
+        metrics: ScorerMetrics,
+    ) -> None:
+        from stream.feature_store import default_features
+
+        self.settings = settings
+        self.store = store
+        self.models = models
+        self.producer = producer
+        self.metrics = metrics
+        self._default_features = default_features
+        self._validate_tx = validator("transaction")
+        self._validate_feedback = validator("feedback")
+        self._pan_key = settings.pan_hash_key.get_secret_value().encode()
+        self._redis_down_until = 0.0
+
+    # -- transactions -------------------------------------------------------------------
+
+    def admit(self, raw: bytes | None, source: Source) -> Admitted | DeadLetter:
+        return admit(raw, source, self._validate_tx, self._pan_key)
+
+    def features(
+        self, events: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, float | None]], list[bool]]:
+        """Aggregates from Redis, or defaults (degraded) while Redis is unreachable."""
+        import redis
+
+        if time.monotonic() >= self._redis_down_until:
+            try:
+                return self.store.process_batch(events), [False] * len(events)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self.metrics.redis_errors.inc()
+                self._redis_down_until = time.monotonic() + self.settings.redis_retry_s
+                log.warning("redis unavailable (%s); deciding with default aggregates", exc)
+        self.metrics.degraded.inc(len(events))
+        return [self._default_features(event) for event in events], [True] * len(events)
+
+    def score(self, admitted: list[Admitted]) -> ScoredBatch:
+        model = self.models.current  # one version for the whole batch
+        if model is None:
+            raise RuntimeError("no model loaded")
+        events = [item.event for item in admitted]
+        feature_rows, degraded = self.features(events)
+        return score_batch(model, events, feature_rows, degraded, datetime.now(UTC))
+
+    async def handle(self, messages: Sequence[RawMessage]) -> ScoredBatch:
+        self.metrics.batch_size.observe(len(messages))
+        admitted: list[Admitted] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            result = self.admit(message.value, message.source)
+            if isinstance(result, Admitted):
+                admitted.append(result)
+                if result.tokenized_fields:
+                    self.metrics.pan_tokenized.inc(len(result.tokenized_fields))
+            else:
+                dead.append(result)
+        scored = ScoredBatch([], [])
+        if admitted:
+            try:
+                scored = self.score(admitted)
+            except Exception as exc:  # a bug must not lose the batch: park it on the DLQ
+                log.exception("scoring failed for a batch of %d", len(admitted))
+                for item in admitted:
+                    raw = orjson.dumps(item.event)
+                    dead.append(dead_letter("processing_error", raw, item.source, repr(exc)))
+        await self.producer.deliver(self._records(scored, dead))
+        self._observe(scored, dead)
+        return scored
+
+    def _records(
+        self, scored: ScoredBatch, dead: list[DeadLetter]
+    ) -> list[tuple[str, bytes | None, bytes]]:
+        topics = self.settings.topics
+        records: list[tuple[str, bytes | None, bytes]] = []
+        for decision in scored.decisions:
+            records.append((topics.decisions, decision["card_id"].encode(), orjson.dumps(decision)))
+        for alert in scored.alerts:
+            records.append((topics.alerts, alert["card_id"].encode(), orjson.dumps(alert)))
+        for item in dead:
+            records.append((topics.dead_letter, None, orjson.dumps(item.record)))
+        return records
+
+    def _observe(self, scored: ScoredBatch, dead: list[DeadLetter]) -> None:
+        m = self.metrics
+        m.transactions.labels("decided").inc(len(scored.decisions))
+        m.transactions.labels("dead_lettered").inc(len(dead))
+        for item in dead:
+            m.dead_letters.labels(item.reason).inc()
+        for decision in scored.decisions:
+            m.decisions.labels(decision["decision"]).inc()
+            m.score.observe(decision["score"])
+            m.latency.observe(decision["latency_ms"] / 1000)
+
+    # -- feedback -----------------------------------------------------------------------
+
+    async def handle_feedback(self, messages: Sequence[RawMessage]) -> int:
+        """Confirmed labels update the terminal risk aggregates; bad records are dead-lettered."""
+        import redis
+
+        labels: list[dict[str, Any]] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            raw = message.value or b""
+            try:
+                labels.append(self._validate_feedback(orjson.loads(raw)))
+            except orjson.JSONDecodeError as exc:
+                dead.append(dead_letter("invalid_json", raw, message.source, str(exc)))
+            except ValidationError as exc:
+                dead.append(
+                    dead_letter("schema", raw, message.source, str(exc), exc.field, exc.rule)
+                )
+        applied = 0
+        if labels:
+            try:
+                applied = self.store.apply_labels(labels)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Labels are also kept on the feedback topic for retraining; the online
+                # terminal aggregates miss them until Redis is back.
+                self.metrics.redis_errors.inc()
+                log.warning("redis unavailable for %d labels: %s", len(labels), exc)
+        if dead:
+            await self.producer.deliver(
+                [(self.settings.topics.dead_letter, None, orjson.dumps(d.record)) for d in dead]
+            )
+            for item in dead:
+                self.metrics.dead_letters.labels(item.reason).inc()
+        return applied
