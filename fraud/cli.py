@@ -71,9 +71,11 @@ def _register_commands() -> None:
     """Subcommands owned by the other packages."""
     from simulator import cli as simulator_cli
     from stream import cli as stream_cli
+    from stream import ops_cli
 
     simulator_cli.register(app)
     stream_cli.register(app)
+    ops_cli.register(app)
 
 
 def run() -> None:
