@@ -1,0 +1,181 @@
+"""The Redis store against the training replay: the same events give the same feature vectors."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+import redis
+
+from fraud.errors import ConfigError
+from stream.feature_store import STATE_TTL, InMemoryFeatureStore, RedisFeatureStore
+from stream.features import FEATURE_NAMES
+from training.bench_replay import history_events, synthetic_history
+from training.replay import replay_features
+
+pytestmark = pytest.mark.integration
+
+DELAY = timedelta(hours=12)
+
+
+@pytest.fixture
+def store(
+    redis_client: redis.Redis, unique_name: Callable[[str], str]
+) -> Iterator[RedisFeatureStore]:
+    redis_store = RedisFeatureStore(redis_client, prefix=unique_name("features"))
+    yield redis_store
+    redis_store.clear()
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    frame = synthetic_history(3_000, days=4, seed=11)
+    twins = frame.sample(30, random_state=5).assign(
+        transaction_id=[f"tie{n:03d}" for n in range(30)],
+        amount=lambda f: f["amount"] * 1.7 + 0.01,
+        terminal_id="term_tied",
+    )
+    return pd.concat([frame, twins]).sort_values(["timestamp", "transaction_id"], ignore_index=True)
+
+
+def fraud_labels(events: list[dict[str, Any]], frauds: set[str]) -> list[dict[str, Any]]:
+    """Labels of the fraudulent events, labelled at timestamp + DELAY (as the replay assumes)."""
+    return [
+        {
+            "transaction_id": event["transaction_id"],
+            "label": "fraud",
+            "labelled_at": (pd.Timestamp(event["timestamp"]) + DELAY).isoformat(),
+            "analyst_id": "a1",
+            "source": "analyst",
+        }
+        for event in events
+        if event["transaction_id"] in frauds
+    ]
+
+
+def test_redis_store_replay_and_in_memory_store_agree(
+    store: RedisFeatureStore, history: pd.DataFrame
+) -> None:
+    events = history_events(history)
+    frauds = set(history.loc[history["is_fraud"] == 1, "transaction_id"])
+    assert len(frauds) > 10
+    in_memory = InMemoryFeatureStore()
+    by_transaction: dict[str, dict[str, float | None]] = {}
+    memory_rows = []
+    # Uneven batches (a few hours each, shorter than DELAY); now and then a batch is replayed,
+    # as after a crash before the offsets were committed.
+    cuts = [*range(0, len(events), 97), len(events)]
+    for number, (start, end) in enumerate(itertools.pairwise(cuts)):
+        if number % 5 == 4:
+            replayed = store.process_batch(events[max(0, start - 150) : start])
+            for event, features in zip(events[max(0, start - 150) : start], replayed, strict=True):
+                assert features == by_transaction[event["transaction_id"]]
+        batch = events[start:end]
+        for event, features in zip(batch, store.process_batch(batch), strict=True):
+            by_transaction[event["transaction_id"]] = features
+        memory_rows += in_memory.process_batch(batch)
+        labels = fraud_labels(batch, frauds)
+        assert store.apply_labels(labels) == in_memory.apply_labels(labels) == len(labels)
+
+    replayed_frame = replay_features(history, DELAY)
+    stream_frame = pd.DataFrame(
+        [by_transaction[tx] for tx in replayed_frame["transaction_id"]],
+        columns=list(FEATURE_NAMES),
+        dtype=float,
+    )
+    memory_frame = pd.DataFrame(memory_rows, columns=list(FEATURE_NAMES), dtype=float)
+    expected = replayed_frame[list(FEATURE_NAMES)]
+    pd.testing.assert_frame_equal(stream_frame, expected)
+    pd.testing.assert_frame_equal(memory_frame, expected)
+    assert expected["terminal_fraud_rate_7d"].max() > 0
+
+
+def test_labels_through_redis_match_the_in_memory_store(store: RedisFeatureStore) -> None:
+    memory = InMemoryFeatureStore()
+    base = pd.Timestamp("2024-06-01T10:00:00Z")
+
+    def event(number: int, minutes: int, card: str) -> dict[str, Any]:
+        return {
+            "transaction_id": f"tx{number}",
+            "timestamp": (base + pd.Timedelta(minutes=minutes)).isoformat(),
+            "card_id": card,
+            "customer_id": "c",
+            "terminal_id": "term_9",
+            "amount": 25.0,
+            "currency": "EUR",
+        }
+
+    def label(number: int, minutes: int, verdict: str) -> dict[str, Any]:
+        at = (base + pd.Timedelta(minutes=minutes)).isoformat()
+        return {"transaction_id": f"tx{number}", "label": verdict, "labelled_at": at}
+
+    steps: list[tuple[str, list[dict[str, Any]]]] = [
+        ("events", [event(1, 0, "card_a"), event(2, 1, "card_b"), event(3, 2, "card_c")]),
+        ("labels", [label(1, 10, "fraud"), label(2, 10, "fraud"), label(77, 10, "fraud")]),
+        ("labels", [label(2, 5, "legit")]),  # older than the fraud label: ignored
+        ("events", [event(4, 20, "card_d")]),
+        ("labels", [label(2, 30, "legit"), label(3, 30, "fraud"), label(3, 25, "legit")]),
+        ("events", [event(5, 29, "card_e"), event(6, 31, "card_f")]),
+    ]
+    for kind, payload in steps:
+        if kind == "events":
+            assert store.process_batch(payload) == memory.process_batch(payload)
+        else:
+            assert store.apply_labels(payload) == memory.apply_labels(payload)
+    last = store.process_batch([event(7, 40, "card_g")])[0]
+    assert last == memory.process_batch([event(7, 40, "card_g")])[0]
+    assert last["terminal_count_1d"] == 6.0
+    assert last["terminal_fraud_rate_1d"] == pytest.approx(2 / 6)  # tx1 and tx3
+
+
+class CountingRedis(redis.Redis):  # type: ignore[type-arg]
+    """A real client that records each pipeline round trip (transactional or not)."""
+
+    round_trips: list[bool]
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        execute = pipe.execute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.round_trips.append(transaction)
+            return execute(*args, **kwargs)
+
+        pipe.execute = counted
+        return pipe
+
+
+def test_one_read_and_one_atomic_write_per_batch_with_expiring_keys(
+    redis_client: redis.Redis, unique_name: Callable[[str], str]
+) -> None:
+    client = CountingRedis(connection_pool=redis_client.connection_pool)
+    client.round_trips = []
+    store = RedisFeatureStore(client, prefix=unique_name("features"))
+    try:
+        events = history_events(synthetic_history(300, days=1, seed=2))
+        store.process_batch(events)
+        assert client.round_trips == [False, True]  # read pipeline, then MULTI/EXEC
+        keys = list(client.scan_iter(match=f"{store.key_prefix}*"))
+        assert {key.split(b":")[3] for key in keys} == {b"card", b"term", b"tx"}
+        ttls = {client.ttl(key) for key in keys}
+        assert 0 < min(ttls) and max(ttls) <= STATE_TTL.total_seconds()
+        card_keys = [key for key in keys if b":card:" in key]
+        assert all(key.rsplit(b":", 1)[1].startswith(b"card") for key in card_keys)
+        terminal = events[0]["terminal_id"]
+        members_before = client.zcard(f"{store.key_prefix}term:{terminal}")
+        store.process_batch(events)  # a full replay adds nothing
+        assert client.zcard(f"{store.key_prefix}term:{terminal}") == members_before
+    finally:
+        store.clear()
+
+
+def test_a_client_decoding_responses_is_refused(redis_client: redis.Redis) -> None:
+    kwargs = redis_client.connection_pool.connection_kwargs
+    decoding = redis.Redis(host=kwargs["host"], port=kwargs["port"], decode_responses=True)
+    with pytest.raises(ConfigError, match="decode_responses"):
+        RedisFeatureStore(decoding)
+    decoding.close()

@@ -1,0 +1,176 @@
+"""Benchmark of the feature layer: training replay and the Redis store path.
+
+    python -m training.bench_replay --rows 1000000
+    python -m training.bench_replay --history data/history/transactions.parquet --redis-rows 50000
+
+Replays a synthetic (or given) history with `replay_features`, then pushes events through
+`RedisFeatureStore.process_batch` in batches (default 500) against the running Redis, under a
+unique key prefix that is deleted afterwards. Compilation of the kernels is done (and timed)
+before the measurements. Prints transactions per second for each path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from fraud.errors import ConfigError, ServiceUnavailableError
+from training.replay import replay_features
+
+CHANNELS = np.array(["pos", "ecom", "atm"], dtype=object)
+MERCHANT_CATEGORIES = np.array(
+    ["5411", "5812", "5541", "5732", "5944", "5999", "4829", "6011", "7995", "4511", "0742"],
+    dtype=object,
+)
+COUNTRIES = np.array(["ES", "FR", "PT", "DE", "US"], dtype=object)
+
+
+def synthetic_history(rows: int, *, days: int = 60, seed: int = 0) -> pd.DataFrame:
+    """A plausible card history: repeat terminals per card, second-resolution timestamps (so
+    equal times occur), some optional fields missing, about 1 % fraud."""
+    rng = np.random.default_rng(seed)
+    n_cards = max(1, rows // 40)
+    n_terminals = max(2, rows // 20)
+    start = np.datetime64("2024-01-01T00:00:00", "s").astype(np.int64)
+    seconds = np.sort(rng.integers(0, days * 86_400, size=rows)) + start
+    activity = rng.lognormal(0.0, 0.8, size=n_cards)
+    card = rng.choice(n_cards, size=rows, p=activity / activity.sum())
+    home_terminal = (card * 7919 + rng.integers(0, 4, size=rows)) % n_terminals
+    terminal = np.where(rng.random(rows) < 0.8, home_terminal, rng.integers(0, n_terminals, rows))
+    channel = CHANNELS[rng.choice(3, size=rows, p=[0.7, 0.25, 0.05])]
+    devices = np.array([f"dev{value % 5000}" for value in card], dtype=object)
+    terminal_lat = 36.0 + (terminal % 997) / 997 * 7.0
+    terminal_lon = -9.0 + (terminal % 991) / 991 * 12.0
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"tx{index:09d}" for index in range(rows)],
+            "timestamp": pd.to_datetime(seconds, unit="s", utc=True).as_unit("us"),
+            "card_id": [f"card{value:07d}" for value in card],
+            "customer_id": [f"cust{value:07d}" for value in card],
+            "terminal_id": [f"term{value:07d}" for value in terminal],
+            "merchant_category": MERCHANT_CATEGORIES[
+                rng.integers(0, len(MERCHANT_CATEGORIES), rows)
+            ],
+            "channel": channel,
+            "amount": np.round(rng.lognormal(3.2, 1.0, size=rows), 2) + 0.01,
+            "currency": "EUR",
+            "terminal_lat": np.where(channel == "ecom", np.nan, terminal_lat),
+            "terminal_lon": np.where(channel == "ecom", np.nan, terminal_lon),
+            "customer_lat": 36.0 + (card % 89) / 89 * 7.0,
+            "customer_lon": -9.0 + (card % 83) / 83 * 12.0,
+            "device_id": np.where(channel == "ecom", devices, np.array(None, dtype=object)),
+            "country": np.where(
+                rng.random(rows) < 0.9, np.array("ES"), COUNTRIES[rng.integers(0, 5, rows)]
+            ),
+            "is_fraud": (rng.random(rows) < 0.01).astype(np.int64),
+        }
+    )
+    frame["fraud_scenario"] = frame["is_fraud"].map({1: "synthetic", 0: None})
+    return frame
+
+
+def history_events(history: pd.DataFrame) -> list[dict[str, Any]]:
+    """History rows as stream events (ISO timestamps, absent optional fields dropped)."""
+    sorted_rows = history.sort_values(["timestamp", "transaction_id"], kind="stable")
+    stamps = pd.to_datetime(sorted_rows["timestamp"], utc=True)
+    iso = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").tolist()
+    records = sorted_rows.drop(columns=["is_fraud", "fraud_scenario"], errors="ignore")
+    events = []
+    for stamp, record in zip(iso, records.to_dict("records"), strict=True):
+        event = {key: value for key, value in record.items() if not _missing(value)}
+        event["timestamp"] = stamp
+        events.append(event)
+    return events
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def bench_replay(history: pd.DataFrame) -> tuple[float, float]:
+    """(seconds, rows/s) of replay_features over `history`, after compiling on a small slice."""
+    replay_features(history.head(1_000), timedelta(days=7), show_progress=False)
+    started = time.perf_counter()
+    replay_features(history, timedelta(days=7))
+    elapsed = time.perf_counter() - started
+    return elapsed, len(history) / elapsed
+
+
+def bench_store(
+    events: Sequence[dict[str, Any]], store: Any, batch_size: int
+) -> tuple[float, float]:
+    """(seconds, events/s) of process_batch over `events` in batches of `batch_size`."""
+    started = time.perf_counter()
+    for start in range(0, len(events), batch_size):
+        store.process_batch(events[start : start + batch_size])
+    elapsed = time.perf_counter() - started
+    return elapsed, len(events) / elapsed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="synthetic history rows")
+    parser.add_argument("--history", type=Path, help="a Parquet/CSV history instead of synthetic")
+    parser.add_argument("--redis-rows", type=int, default=100_000, help="rows through Redis")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--redis-url", default=None, help="default: REDIS_URL / settings")
+    parser.add_argument("--skip-redis", action="store_true")
+    args = parser.parse_args(argv)
+    console = Console()
+
+    from stream.feature_store import InMemoryFeatureStore, RedisFeatureStore
+
+    if args.history:
+        reader = pd.read_parquet if args.history.suffix == ".parquet" else pd.read_csv
+        history = reader(args.history)
+    else:
+        history = synthetic_history(args.rows)
+    started = time.perf_counter()
+    InMemoryFeatureStore().process_batch(history_events(history.head(2)))
+    compile_seconds = time.perf_counter() - started
+
+    table = Table(title=f"feature layer throughput ({len(history):,} history rows)")
+    for column in ("path", "rows", "seconds", "tx/s"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    table.add_row("kernel compile / cache load", "", f"{compile_seconds:.2f}", "")
+    seconds, rate = bench_replay(history)
+    table.add_row("replay_features", f"{len(history):,}", f"{seconds:.2f}", f"{rate:,.0f}")
+
+    events = history_events(history.head(args.redis_rows))
+    seconds, rate = bench_store(events, InMemoryFeatureStore(), args.batch_size)
+    label = f"InMemoryFeatureStore, batches of {args.batch_size}"
+    table.add_row(label, f"{len(events):,}", f"{seconds:.2f}", f"{rate:,.0f}")
+    if not args.skip_redis:
+        import redis
+
+        from fraud.settings import Settings
+
+        url = args.redis_url or Settings().redis_url
+        client = redis.Redis.from_url(url)
+        store = RedisFeatureStore(client, prefix=f"bench-{uuid.uuid4().hex[:8]}")
+        try:
+            seconds, rate = bench_store(events, store, args.batch_size)
+        except ServiceUnavailableError as exc:
+            raise ConfigError(
+                f"Redis at {url} did not answer; start it with `make services`"
+            ) from exc
+        finally:
+            store.clear()
+        label = f"RedisFeatureStore, batches of {args.batch_size}"
+        table.add_row(label, f"{len(events):,}", f"{seconds:.2f}", f"{rate:,.0f}")
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
