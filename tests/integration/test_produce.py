@@ -1,0 +1,152 @@
+"""`fraud produce` against the real broker: events, keys, ground truth and malformed events."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from fraud.errors import ValidationError
+from schemas import validator
+from simulator.malformed import luhn_valid
+from stream.kafka_io import make_consumer
+from tests.stack import ROOT, Stack
+
+pytestmark = pytest.mark.integration
+
+
+def fraud_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fraud.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def consume_all(
+    bootstrap: str, group: str, topics: list[str], expected: int, timeout_s: float = 30.0
+) -> dict[str, list[tuple[str, bytes]]]:
+    """(key, value) of every record of `topics`, until `expected` records or the timeout."""
+    consumer = make_consumer(bootstrap, group)
+    consumer.subscribe(topics)
+    received: dict[str, list[tuple[str, bytes]]] = {topic: [] for topic in topics}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while sum(map(len, received.values())) < expected and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.5):
+                assert message.error() is None, message.error()
+                received[message.topic()].append((message.key().decode(), message.value()))
+    finally:
+        consumer.close()
+    return received
+
+
+def test_produce_publishes_valid_events_keyed_by_card_with_ground_truth(
+    stack: Stack, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
+) -> None:
+    events_topic, truth_topic = topic_factory("tx"), topic_factory("truth")
+    began = time.time()
+    result = fraud_cli(
+        *("produce", "--rate", "400", "--duration", "2", "--customers", "800", "--seed", "2"),
+        *("--topic", events_topic, "--truth-topic", truth_topic, "--bootstrap", stack.bootstrap),
+    )
+    ended = time.time()
+    assert result.returncode == 0, result.stderr
+    assert "sent 800 events" in result.stdout and "delivery errors 0" in result.stdout
+    received = consume_all(stack.bootstrap, unique_name("g"), [events_topic, truth_topic], 1600)
+    assert len(received[events_topic]) == len(received[truth_topic]) == 800
+
+    validate = validator("transaction")
+    events = {}
+    for key, value in received[events_topic]:
+        event = validate(orjson.loads(value))
+        assert key == event["card_id"]
+        assert re.fullmatch(r"card-\d{5}", key)
+        events[event["transaction_id"]] = event
+    truth = {}
+    for key, value in received[truth_topic]:
+        record = orjson.loads(value)
+        assert key == record["transaction_id"]
+        assert set(record) == {"transaction_id", "is_fraud", "fraud_scenario"}
+        assert (record["fraud_scenario"] is None) == (record["is_fraud"] == 0)
+        truth[key] = record
+    assert set(truth) == set(events)
+    # Stamped with the wall-clock time of sending (UTC), spread over the run.
+    stamps = sorted(
+        dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+        for event in events.values()
+    )
+    assert began <= stamps[0] and stamps[-1] <= ended
+    assert stamps[-1] - stamps[0] > 1.5
+
+
+def _classify(payload: bytes) -> str:
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return "invalid_json"
+    try:
+        validator("transaction")(event)
+    except ValidationError as exc:
+        if exc.field == "card_id" and exc.rule == "not":
+            assert luhn_valid(event["card_id"]) and len(event["card_id"]) == 16
+            return "card_number"
+        return "missing_field" if exc.rule == "required" else "bad_value"
+    return "valid"
+
+
+def test_malformed_rate_mixes_in_every_kind_of_bad_event_without_truth(
+    stack: Stack, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
+) -> None:
+    events_topic, truth_topic = topic_factory("tx"), topic_factory("truth")
+    result = fraud_cli(
+        *("produce", "--rate", "300", "--duration", "2", "--malformed-rate", "0.4"),
+        *("--customers", "500", "--topic", events_topic, "--truth-topic", truth_topic),
+        *("--bootstrap", stack.bootstrap),
+    )
+    assert result.returncode == 0, result.stderr
+    printed = re.search(r"malformed (\d+) (\{.*\})", result.stdout)
+    assert printed, result.stdout
+    printed_kinds = ast.literal_eval(printed.group(2))
+    malformed_total = int(printed.group(1))
+
+    received = consume_all(
+        stack.bootstrap, unique_name("g"), [events_topic, truth_topic], 600 + 600 - malformed_total
+    )
+    kinds = Counter(_classify(value) for _, value in received[events_topic])
+    assert sum(kinds.values()) == 600
+    assert {k: v for k, v in kinds.items() if k != "valid"} == printed_kinds
+    assert set(printed_kinds) == {"invalid_json", "missing_field", "bad_value", "card_number"}
+    assert 0.25 < malformed_total / 600 < 0.55
+    # Only valid events have ground truth.
+    valid_ids = {
+        orjson.loads(value)["transaction_id"]
+        for _, value in received[events_topic]
+        if _classify(value) == "valid"
+    }
+    assert {key for key, _ in received[truth_topic]} == valid_ids
+
+
+def test_wrong_broker_address_fails_fast_with_a_clear_message() -> None:
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    began = time.monotonic()
+    result = fraud_cli(
+        "produce", "--rate", "10", "--duration", "1", "--bootstrap", f"127.0.0.1:{port}"
+    )
+    assert result.returncode != 0
+    assert time.monotonic() - began < 15
+    assert "no Kafka broker" in result.stderr and "make services" in result.stderr
