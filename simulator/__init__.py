@@ -1,1 +1,26 @@
-"""A synthetic bank: customers, cards, terminals, genuine behaviour and fraud scenarios."""
+"""A synthetic bank: customers, cards, terminals, genuine behaviour and fraud scenarios.
+
+Public API (everything else is internal):
+
+    from simulator.bank import Bank
+    from simulator.live import LiveTraffic
+    from simulator.history import write_history
+
+    bank = Bank.build(customers=5000, seed=1)          # same arguments, same bank
+    manifest = write_history(Path("data/history"), customers=5000, days=60, seed=1)
+    traffic = LiveTraffic(bank, seed=1, scenario="atm_cashout", scenario_at=30.0)
+    events, truth = traffic.next_batch(500, time.time())
+
+- `write_history` writes transactions.{parquet,csv}, customers.{parquet,csv} and
+  manifest.json (the contract is in rows.HISTORY_SCHEMA / rows.CUSTOMER_SCHEMA).
+- `LiveTraffic.next_batch(n, now)` returns n `transactions` events (dicts that validate
+  against schemas "transaction", stamped `now`) and their ground truth
+  {transaction_id, is_fraud, fraud_scenario}, in the same order.
+- `simulator.malformed.malform(event, kind, rng)` turns a valid event into a malformed one
+  (kinds: invalid_json, missing_field, bad_value, card_number). Malformed events have no
+  ground-truth record.
+- `simulator.produce.produce_live(...)` publishes live traffic to Kafka (`fraud produce`).
+
+Scenarios: card_testing, account_takeover, compromised_terminal, high_amount,
+impossible_travel, mimicry (history defaults) and atm_cashout (held back for drift).
+"""

@@ -89,7 +89,7 @@ def _sites(bank: Bank, mccs: np.ndarray) -> np.ndarray:
 
 
 def card_testing(bank: Bank, t0: int, t1: int, rng: np.random.Generator) -> Rows:
-    """Bursts of 3-15 tiny online payments (0.50-5.00) seconds apart, from an unknown device."""
+    """Bursts of 3-15 tiny online payments (0.50-5.00) tens of seconds apart, from an unknown device."""
     n = incident_count(rng, bank, "card_testing", t0, t1)
     card = rng.integers(0, bank.n_cards, n)
     sizes = 3 + np.minimum(rng.poisson(5, n), 12)
