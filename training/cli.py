@@ -1,0 +1,395 @@
+"""Training subcommands: train, backtest, promote, model-card, validate.
+
+Heavy imports happen inside the commands so that `fraud --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from fraud.settings import PROJECT_ROOT, Settings
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextmanager
+def _step(console: Any, label: str) -> Iterator[Callable[[], float]]:
+    """A spinner while the step runs, then one line with its duration."""
+    started = time.perf_counter()
+    with console.status(f"[bold]{label}[/] ..."):
+        yield lambda: time.perf_counter() - started
+    console.print(f"[green]done[/] {label} ({time.perf_counter() - started:.1f}s)")
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _tier_getter(tier: str, measure: str) -> Callable[[dict], Any]:
+    return lambda evaluation: evaluation["tiers"][tier][measure]
+
+
+def _evaluation_table(title: str, evaluation: dict[str, Any], baseline: dict | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("gradient boosting", justify="right")
+    if baseline is not None:
+        table.add_column("random forest (baseline)", justify="right")
+
+    def add(label: str, get: Callable[[dict], Any], fmt: Callable[[Any], str]) -> None:
+        cells = [fmt(get(evaluation))]
+        if baseline is not None:
+            cells.append(fmt(get(baseline)))
+        table.add_row(label, *cells)
+
+    def num(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    add(
+        "transactions / fraud",
+        lambda e: (e["transactions"], e["fraud"]),
+        lambda v: f"{v[0]} / {v[1]}",
+    )
+    add("average precision", lambda e: e["average_precision"], num)
+    add("ROC AUC", lambda e: e["roc_auc"], num)
+    add("card precision@100 per day", lambda e: e["card_precision_at_100"], num)
+    add("alert rate", lambda e: e["alert_rate"], lambda v: _pct(v, 2))
+    for tier in ("decline", "review", "alert"):
+        for measure in ("precision", "recall"):
+            add(f"{tier} {measure}", _tier_getter(tier, measure), _pct)
+    for row in evaluation["scenarios"]:
+        name = row["scenario"]
+        others = {r["scenario"]: r for r in (baseline or {}).get("scenarios", [])}
+        cells = [f"{_pct(row['recall_alert'])} of {row['fraud']}"]
+        if baseline is not None:
+            other = others.get(name)
+            cells.append(_pct(other["recall_alert"]) if other else "n/a")
+        table.add_row(f"recall: {name}", *cells)
+    add("Brier score", lambda e: e["calibration"]["brier"], lambda v: f"{v:.5f}")
+    return table
+
+
+def _print_validation(console: Any, report: Any) -> None:
+    for line in report.summary_lines():
+        console.print(("[red]" if "[error]" in line else "") + line.replace("[", "\\["))
+
+
+def train_command(
+    ctx: typer.Context,
+    data: Path = typer.Option(
+        None, help="History file (default: data/history/transactions.parquet)."
+    ),
+    customers_file: Path = typer.Option(
+        None,
+        "--customers-file",
+        help="Customers table for the fairness audit (default: beside the history).",
+    ),
+    simulate: bool = typer.Option(
+        True, help="Simulate the default history when the file is missing."
+    ),
+    sim_customers: int = typer.Option(5000, min=1, help="Customers to simulate when missing."),
+    sim_days: int = typer.Option(60, min=1, help="Days to simulate when missing."),
+    sim_seed: int = typer.Option(1, help="Simulator seed when missing."),
+    seed: int = typer.Option(1, help="Model seed: same data + seed give the same metrics."),
+    label_delay_days: int = typer.Option(
+        None, min=0, help="Label delay (default: FRAUD_LABEL_DELAY_DAYS, 7)."
+    ),
+    test_days: int = typer.Option(10, min=1, help="Days in the test window (the last ones)."),
+    validation_days: int = typer.Option(8, min=1, help="Days in the threshold-choice window."),
+    warmup_days: int = typer.Option(7, min=0, help="First days only replayed, not trained on."),
+    max_alert_rate: float = typer.Option(0.02, min=0.0, max=1.0, help="Alert-rate cap."),
+    max_rejected_share: float = typer.Option(
+        0.001, min=0.0, max=1.0, help="Data gate: rejected-row share allowed."
+    ),
+    baseline: bool = typer.Option(True, help="Also train the RandomForest baseline."),
+    promote_: bool = typer.Option(
+        True, "--promote/--no-promote", help="Promote if the gates pass."
+    ),
+    results_dir: Path = typer.Option(None, help="Step results as JSON (default: .state/train)."),
+    model_card: Path = typer.Option(
+        PROJECT_ROOT / "model_card.md", help="Where to write the model card."
+    ),
+) -> None:
+    """Simulate (if missing), validate, train, evaluate, register, promote, write the model card."""
+    from rich.table import Table
+
+    from training import workflow
+    from training.model_card import render
+    from training.promotion import promote
+    from training.split import default_split
+    from training.thresholds import PolicyTargets
+    from training.tracking import DataInfo, file_sha256, log_training_run
+
+    settings: Settings = ctx.obj
+    console = _console()
+    began = time.perf_counter()
+    data = data or settings.data_dir / "history" / "transactions.parquet"
+    results = workflow.StepLog(results_dir or settings.state_dir / "train")
+    delay = timedelta(
+        days=settings.label_delay_days if label_delay_days is None else label_delay_days
+    )
+
+    with _step(console, "history") as elapsed:
+        if not data.is_file() and not simulate:
+            raise typer.BadParameter(f"{data} does not exist", param_hint="--data")
+        outcome_sim = workflow.ensure_history(data, sim_customers, sim_days, sim_seed)
+    results.record("simulate", outcome_sim, elapsed())
+
+    with _step(console, "validate history") as elapsed:
+        validated = workflow.load_and_validate(data, max_rejected_share, results.folder)
+    _print_validation(console, validated.report)
+    results.record("validate", validated.report.to_dict(), elapsed())
+
+    with _step(
+        console, f"replay {len(validated.frame):,} transactions through the stream features"
+    ) as elapsed:
+        labelled, spec = workflow.build_features(validated, delay)
+    results.record("features", {"rows": len(labelled), "features": list(spec.names)}, elapsed())
+
+    split = default_split(labelled["timestamp"], delay, test_days, validation_days, warmup_days)
+    customers_path = customers_file or workflow.customers_path_for(data)
+    groups, group_info = workflow.load_groups(customers_path, labelled, split.test_from)
+    with _step(console, "train, choose thresholds, evaluate, audit, explain") as elapsed:
+        outcome = workflow.train(
+            labelled,
+            spec,
+            delay,
+            groups,
+            seed=seed,
+            targets=PolicyTargets(max_alert_rate=max_alert_rate),
+            split=split,
+            with_baseline=baseline,
+        )
+    train_result = {**workflow.training_result(outcome), **group_info}
+    results.record("train", train_result, elapsed())
+
+    with _step(console, "log to MLflow and register") as elapsed:
+        info = DataInfo(
+            source=str(data),
+            sha256=file_sha256(data),
+            rows=len(validated.frame),
+            validation=validated.report.to_dict(),
+            customers_source=None if customers_path is None else str(customers_path),
+        )
+        registered = log_training_run(settings, outcome, info)
+    results.record("register", registered.__dict__, elapsed())
+
+    decision = None
+    if promote_:
+        with _step(console, "promotion gates") as elapsed:
+            decision = promote(settings, registered.version)
+        results.record("promote", decision.to_dict(), elapsed())
+        for gate in decision.gates:
+            mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
+            console.print(f"  gate {gate.name}: {mark} - {gate.detail}")
+
+    card_written = None
+    with _step(console, "model card") as elapsed:
+        try:
+            model_card.write_text(render(settings), encoding="utf-8")
+            card_written = str(model_card)
+        except Exception as exc:  # noqa: BLE001 - no champion yet is reported, not fatal
+            console.print(f"[yellow]model card not written: {exc}[/]")
+    results.record("model_card", {"path": card_written}, elapsed())
+
+    test = outcome.default.evaluation["test"]
+    console.print(
+        _evaluation_table(
+            "Test period "
+            + f"{outcome.split.test_from.date()} to {outcome.split.test_to.date()} (exclusive)",
+            test,
+            outcome.baseline.evaluation["test"] if outcome.baseline else None,
+        )
+    )
+    targets = outcome.targets_on_test
+    summary = Table(title="fraud train: summary")
+    summary.add_column("item")
+    summary.add_column("value")
+    thresholds = outcome.default.threshold_choice.thresholds
+    rows = [
+        (
+            "history",
+            f"{data} ({validated.report.rows_kept:,} rows kept, {validated.report.rows_rejected} rejected)",
+        ),
+        (
+            "split",
+            f"train {split.train_from.date()}..{split.train_to.date()}, validation "
+            f"{split.validation_from.date()}..{split.validation_to.date()}, test {split.test_from.date()}..{split.test_to.date()}",
+        ),
+        ("thresholds", f"review {thresholds.review:.4g}, decline {thresholds.decline:.4g}"),
+        (
+            "decline precision (target 95%)",
+            f"{_pct(targets['decline_precision'])} - {'met' if targets['decline_precision_met'] else 'NOT met'}",
+        ),
+        (
+            "recall (target 90%)",
+            f"{_pct(targets['recall'])} - {'met' if targets['recall_met'] else 'NOT met'}",
+        ),
+        (
+            "fairness gate",
+            "passed" if outcome.fairness and outcome.fairness["passed"] else "failed",
+        ),
+        ("registered", f"{registered.name} v{registered.version} (@challenger)"),
+        (
+            "champion",
+            "n/a"
+            if decision is None
+            else f"v{decision.champion_after}"
+            + (" (promoted now)" if decision.promoted else " (unchanged)"),
+        ),
+        ("model card", card_written or "not written"),
+        ("results", str(results.folder)),
+        ("time", f"{time.perf_counter() - began:.0f}s"),
+    ]
+    for item, value in rows:
+        summary.add_row(item, value)
+    console.print(summary)
+    results.record("summary", {k: v for k, v in rows}, time.perf_counter() - began)
+
+
+def backtest_command(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., help="History file (.parquet or .csv) with is_fraud."),
+    train_from: str = typer.Option(..., help="First training day, YYYY-MM-DD (inclusive)."),
+    train_to: str = typer.Option(..., help="Last training day, YYYY-MM-DD (inclusive)."),
+    test_from: str = typer.Option(
+        ..., help="First test day (at least the label delay after --train-to)."
+    ),
+    test_to: str = typer.Option(..., help="Last test day, YYYY-MM-DD (inclusive)."),
+    label_delay_days: int = typer.Option(
+        None, min=0, help="Label delay (default: FRAUD_LABEL_DELAY_DAYS, 7)."
+    ),
+    out: Path = typer.Option(Path("scores.csv"), help="Output CSV: transaction_id,score."),
+    seed: int = typer.Option(1, help="Model seed."),
+    max_alert_rate: float = typer.Option(
+        0.02, min=0.0, max=1.0, help="Alert-rate cap for the thresholds."
+    ),
+) -> None:
+    """Train the default pipeline on a window of any history file and score a later window.
+
+    Features come from replaying the whole file in time order. The model learns on the start of
+    the training window; its last quarter (after a label-delay gap) chooses the thresholds.
+    """
+    from training import workflow
+    from training.results import write_json
+    from training.thresholds import PolicyTargets
+
+    settings: Settings = ctx.obj
+    console = _console()
+    delay = timedelta(
+        days=settings.label_delay_days if label_delay_days is None else label_delay_days
+    )
+    split = workflow.backtest_window_split(train_from, train_to, test_from, test_to, delay)
+    with _step(console, f"validate {data}"):
+        validated = workflow.load_and_validate(data, max_rejected_share=1.0)
+    _print_validation(console, validated.report)
+    with _step(console, f"replay {len(validated.frame):,} transactions"):
+        labelled, spec = workflow.build_features(validated, delay)
+    with _step(console, "train and score"):
+        outcome = workflow.train(
+            labelled,
+            spec,
+            delay,
+            groups=None,
+            seed=seed,
+            targets=PolicyTargets(max_alert_rate=max_alert_rate),
+            split=split,
+            with_baseline=False,
+        )
+    scores = workflow.backtest_scores(outcome)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out, index=False)
+    write_json(out.with_suffix(".json"), workflow.training_result(outcome))
+    s = outcome.split
+    console.print(
+        f"model trained on {s.train_from.date()}..{s.train_to.date()} (exclusive end), thresholds on "
+        f"{s.validation_from.date()}..{s.validation_to.date()}, tested on {s.test_from.date()}..{s.test_to.date()}"
+    )
+    console.print(_evaluation_table("Backtest: test window", outcome.default.evaluation["test"]))
+    typer.echo(f"wrote {len(scores):,} scores to {out} (evaluation: {out.with_suffix('.json')})")
+
+
+def promote_command(
+    ctx: typer.Context,
+    version: str = typer.Option(None, help="Model version (default: the one at @challenger)."),
+    force: bool = typer.Option(False, help="Promote even if a gate fails (needs --reason)."),
+    reason: str = typer.Option(
+        None, help="Why the gates are overridden (recorded on the version)."
+    ),
+    tolerance: float = typer.Option(
+        0.0, min=0.0, help="Allowed drop in average precision vs the champion."
+    ),
+) -> None:
+    """Move @champion to a version when the gates pass (or with --force --reason)."""
+    from training.promotion import promote
+
+    settings: Settings = ctx.obj
+    console = _console()
+    decision = promote(settings, version, force=force, reason=reason, tolerance=tolerance)
+    for gate in decision.gates:
+        mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
+        console.print(f"gate {gate.name}: {mark} - {gate.detail}")
+    if decision.forced:
+        console.print(f"[yellow]@champion -> v{decision.version} FORCED: {reason}[/]")
+    elif decision.promoted:
+        console.print(f"[green]@champion -> v{decision.version}[/]")
+    else:
+        console.print(
+            f"[red]refused: @champion stays at {'v' + decision.previous_champion if decision.previous_champion else 'nothing'}[/]"
+        )
+        raise typer.Exit(1)
+
+
+def model_card_command(
+    ctx: typer.Context,
+    out: Path = typer.Option(PROJECT_ROOT / "model_card.md", help="Where to write the card."),
+    alias: str = typer.Option("champion", help="Alias of the version to describe."),
+) -> None:
+    """Write the model card of the champion from its registry metadata."""
+    from training.model_card import render
+
+    settings: Settings = ctx.obj
+    out.write_text(render(settings, alias), encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
+def validate_command(
+    data: Path = typer.Option(..., help="History file (.parquet or .csv)."),
+    max_rejected_share: float = typer.Option(
+        0.001, min=0.0, max=1.0, help="Rejected-row share allowed."
+    ),
+    out: Path = typer.Option(None, help="Also write the report as JSON here."),
+) -> None:
+    """Validate a history file: schema, ranges, duplicates, time order, labels."""
+    from training.results import write_json
+    from training.workflow import load_and_validate
+
+    console = _console()
+    validated = load_and_validate(data, max_rejected_share)
+    _print_validation(console, validated.report)
+    if out is not None:
+        write_json(out, validated.report.to_dict())
+    if not validated.report.passed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training commands to the top-level app."""
+    app.command("train")(train_command)
+    app.command("backtest")(backtest_command)
+    app.command("promote")(promote_command)
+    app.command("model-card")(model_card_command)
+    app.command("validate-history")(validate_command)

@@ -1,0 +1,180 @@
+"""Train, choose thresholds, evaluate, audit and explain on one time split (no I/O).
+
+`fraud train` and `fraud backtest` both call `train_on_split`; MLflow logging, files and the
+console are the callers' business, so the same data and seed always give the same outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from training.dataset import FeatureSpec
+from training.evaluate import bank_targets, evaluate_window
+from training.explain import ReasonCoder, global_importance
+from training.fairness import FairnessGate, audit
+from training.model import BASELINE_KIND, DEFAULT_KIND, fit_model, fraud_scores
+from training.reference import reference_distribution
+from training.split import WINDOWS, TimeSplit
+from training.thresholds import PolicyTargets, ThresholdChoice, choose_thresholds
+
+IMPORTANCE_SAMPLE = 2000
+REFERENCE_TOP_FEATURES = 10
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 1
+    targets: PolicyTargets = field(default_factory=PolicyTargets)
+    fairness_gate: FairnessGate = field(default_factory=FairnessGate)
+    with_baseline: bool = True
+
+
+@dataclass
+class ModelOutcome:
+    kind: str
+    model: Any
+    scores: dict[str, npt.NDArray[np.float64]]  # window -> scores
+    threshold_choice: ThresholdChoice
+    evaluation: dict[str, dict[str, Any]]  # window ("validation", "test") -> metrics
+    fit_seconds: float
+
+
+@dataclass
+class TrainingOutcome:
+    split: TimeSplit
+    spec: FeatureSpec
+    config: TrainConfig
+    windows: dict[str, pd.DataFrame]
+    default: ModelOutcome
+    baseline: ModelOutcome | None
+    fairness: dict[str, Any] | None
+    importance: pd.Series
+    reference: dict[str, Any]
+    targets_on_test: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """Everything a report or the registry needs, as plain JSON-able data."""
+        result: dict[str, Any] = {
+            "split": self.split.as_dict(),
+            "rows": {name: len(frame) for name, frame in self.windows.items()},
+            "fraud": {name: int(frame["is_fraud"].sum()) for name, frame in self.windows.items()},
+            "feature_names": list(self.spec.names),
+            "categorical_features": list(self.spec.categorical),
+            "seed": self.config.seed,
+            "thresholds": self.default.threshold_choice.to_dict(),
+            "evaluation": self.default.evaluation,
+            "targets_on_test": self.targets_on_test,
+            "fairness": self.fairness,
+            "importance": {k: float(v) for k, v in self.importance.items()},
+            "fit_seconds": self.default.fit_seconds,
+        }
+        if self.baseline is not None:
+            result["baseline"] = {
+                "kind": self.baseline.kind,
+                "thresholds": self.baseline.threshold_choice.to_dict(),
+                "evaluation": self.baseline.evaluation,
+                "fit_seconds": self.baseline.fit_seconds,
+            }
+        return result
+
+
+def split_windows(labelled: pd.DataFrame, split: TimeSplit) -> dict[str, pd.DataFrame]:
+    return {
+        name: labelled.loc[split.mask(labelled["timestamp"], name)].reset_index(drop=True)
+        for name in WINDOWS
+    }
+
+
+def _fit_and_evaluate(
+    kind: Any, windows: dict[str, pd.DataFrame], spec: FeatureSpec, config: TrainConfig
+) -> ModelOutcome:
+    names = list(spec.names)
+    train = windows["train"]
+    started = time.perf_counter()
+    model = fit_model(kind, train[names], train["is_fraud"], spec.categorical, config.seed)
+    fit_seconds = time.perf_counter() - started
+    scores = {name: fraud_scores(model, windows[name][names]) for name in ("validation", "test")}
+    choice = choose_thresholds(
+        scores["validation"], windows["validation"]["is_fraud"], config.targets
+    )
+    evaluation = {
+        name: evaluate_window(windows[name], scores[name], choice.thresholds)
+        for name in ("validation", "test")
+    }
+    return ModelOutcome(kind, model, scores, choice, evaluation, fit_seconds)
+
+
+def _check_windows(windows: dict[str, pd.DataFrame]) -> None:
+    from fraud.errors import ValidationError
+
+    for name in WINDOWS:
+        frame = windows[name]
+        if frame.empty or frame["is_fraud"].nunique() < 2:
+            raise ValidationError(
+                f"the {name} window has {len(frame)} rows and {int(frame['is_fraud'].sum())} "
+                "fraud: each window needs both fraud and legitimate transactions",
+                field=f"{name}_window",
+                rule="labels",
+            )
+
+
+def train_on_split(
+    labelled: pd.DataFrame,
+    split: TimeSplit,
+    spec: FeatureSpec,
+    config: TrainConfig | None = None,
+    groups: pd.DataFrame | None = None,
+) -> TrainingOutcome:
+    """`labelled`: context columns + features (see training.dataset); `groups`: fairness
+    attributes aligned with `labelled`'s rows, or None to skip the audit."""
+    config = config or TrainConfig()
+    windows = split_windows(labelled, split)
+    _check_windows(windows)
+    default = _fit_and_evaluate(DEFAULT_KIND, windows, spec, config)
+    baseline = (
+        _fit_and_evaluate(BASELINE_KIND, windows, spec, config) if config.with_baseline else None
+    )
+
+    test = windows["test"]
+    fairness = None
+    if groups is not None:
+        test_groups = groups.loc[split.mask(labelled["timestamp"], "test")].reset_index(drop=True)
+        alerted = default.scores["test"] >= default.threshold_choice.thresholds.review
+        fairness = audit(test["is_fraud"], alerted.astype(int), test_groups, config.fairness_gate)
+
+    coder = ReasonCoder(default.model, spec.names)
+    sample = test[list(spec.names)]
+    if len(sample) > IMPORTANCE_SAMPLE:
+        sample = sample.sample(IMPORTANCE_SAMPLE, random_state=config.seed)
+    importance = global_importance(coder, sample)
+
+    reference_periods: dict[str, tuple[Any, pd.DataFrame]] = {
+        name: (default.scores[name], windows[name]) for name in ("validation", "test")
+    }
+    reference = reference_distribution(
+        reference_periods,
+        list(importance.index[:REFERENCE_TOP_FEATURES]),
+        spec.categorical,
+    )
+    return TrainingOutcome(
+        split=split,
+        spec=spec,
+        config=config,
+        windows=windows,
+        default=default,
+        baseline=baseline,
+        fairness=fairness,
+        importance=importance,
+        reference=reference,
+        targets_on_test=bank_targets(
+            default.evaluation["test"],
+            config.targets.decline_precision,
+            config.targets.recall,
+        ),
+    )
