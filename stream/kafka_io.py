@@ -24,7 +24,12 @@ def _error_cb(err: KafkaError) -> None:
 
 
 def _config(bootstrap: str, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "error_cb": _error_cb}
+    # librdkafka's own log lines go through Python logging too (not raw to stderr).
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "error_cb": _error_cb,
+        "logger": logging.getLogger("librdkafka"),
+    }
     config.update(dict(extra or {}))
     return config
 
