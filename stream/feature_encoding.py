@@ -101,6 +101,10 @@ def string_key(value: Any) -> int:
     return int.from_bytes(digest, "little", signed=True) or 1
 
 
+# Terminals, countries and devices repeat; transaction ids do not.
+_repeated_key = functools.lru_cache(maxsize=1 << 16)(string_key)
+
+
 def channel_code(value: Any) -> int:
     """pos/ecom/atm -> CHANNEL_CODES; anything else (or missing) -> UNKNOWN_CODE."""
     return CHANNEL_CODES.get(value, UNKNOWN_CODE) if isinstance(value, str) else UNKNOWN_CODE
@@ -183,8 +187,8 @@ def columns_from_events(events: Sequence[Mapping[str, Any]]) -> EventColumns:
             get = event.get
             rest.append(
                 (
-                    string_key(get("country")),
-                    string_key(get("device_id")),
+                    _repeated_key(get("country")),
+                    _repeated_key(get("device_id")),
                     _float_or_nan(get("terminal_lat")),
                     _float_or_nan(get("terminal_lon")),
                     _float_or_nan(get("customer_lat")),
@@ -215,7 +219,7 @@ def columns_from_events(events: Sequence[Mapping[str, Any]]) -> EventColumns:
         ts=np.array(ts, dtype=np.int64),
         tx_key=np.array([string_key(tx) for tx in tx_ids], dtype=np.int64),
         amount=np.array(amount, dtype=np.float64),
-        terminal_key=np.array([string_key(term) for term in terminals], dtype=np.int64),
+        terminal_key=np.array([_repeated_key(term) for term in terminals], dtype=np.int64),
         country_key=ints[0],
         device_key=ints[1],
         terminal_lat=floats[0],

@@ -76,7 +76,6 @@ __all__ = [
     "event_features",
     "feature_dicts",
     "features_without_history",
-    "prune_card_history",
     "terminal_features_grouped",
 ]
 
@@ -230,16 +229,6 @@ def terminal_features_grouped(
     return out
 
 
-def prune_card_history(records: np.ndarray) -> np.ndarray:
-    """What a card keeps: its latest MAX_CARD_HISTORY events of the last 30 days (+1 day slack
-    for late events), relative to its newest event. Input sorted by (ts, tx_key)."""
-    if len(records) == 0:
-        return records
-    cutoff = records["ts"][-1] - CARD_LOOKBACK_US - DAY_US
-    first = max(int(np.searchsorted(records["ts"], cutoff)), len(records) - MAX_CARD_HISTORY)
-    return records[first:].copy()
-
-
 @dataclass(frozen=True)
 class TerminalFrauds:
     """A terminal's confirmed frauds: transaction times (sorted) and when each label was known."""
@@ -248,129 +237,119 @@ class TerminalFrauds:
     known_at: IntArray
 
 
-NO_FRAUDS = TerminalFrauds(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-
-
 @dataclass(frozen=True)
 class BatchResult:
     features: FloatArray  # (len(rows), len(FEATURE_NAMES))
-    card_history: dict[str, np.ndarray]  # new state of every card in the batch
+    card_history: dict[str, bytes]  # new state of every card in the batch
 
 
-def _sorted_within_groups(ts: IntArray, tx_key: IntArray, group: IntArray) -> bool:
-    same_group = group[1:] == group[:-1]
-    in_order = (ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (tx_key[1:] >= tx_key[:-1]))
-    return bool(np.all(in_order | ~same_group))
+def _group_codes(names: list[str]) -> tuple[list[str], IntArray]:
+    """Distinct names in first-seen order, and each name's index among them."""
+    index: dict[str, int] = {}
+    codes = np.fromiter(
+        (index.setdefault(name, len(index)) for name in names), np.int64, len(names)
+    )
+    return list(index), codes
 
 
 def batch_features(
     columns: EventColumns,
     rows: IntArray,
-    card_history: Mapping[str, np.ndarray],
+    card_history: Mapping[str, bytes],
     terminal_stored_counts: FloatArray,
     terminal_frauds: Mapping[str, TerminalFrauds],
 ) -> BatchResult:
     """State + new events -> their features and the cards' new state (pure).
 
-    `rows` are the batch positions of events never seen before (no duplicates). Events of one
-    card or terminal see each other in time order. `terminal_stored_counts[i]` are the stored
-    transactions of row i's terminal in each TERMINAL_WINDOWS window before its time.
+    `rows` are the batch positions of events never seen before (no duplicates).
+    `card_history[card]` is the card's state: packed CARD_EVENT_DTYPE rows sorted by
+    (ts, tx_key). `terminal_stored_counts[i]` are the stored transactions of row i's terminal in
+    each TERMINAL_WINDOWS window before its time. Events of one card or terminal see each other
+    in time order, whatever their order in `rows`.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    new = card_records(columns, rows)
-    time_order = np.lexsort((new["tx_key"], new["ts"])).tolist()
-    card_of = [columns.card_id[row] for row in rows.tolist()]
-    by_card: dict[str, list[int]] = {}
-    for position in time_order:
-        by_card.setdefault(card_of[position], []).append(position)
-    # Each card's stored events, then its new ones: one contiguous group per card.
-    pieces: list[np.ndarray] = []
-    batch_position: list[int] = []  # -1 for stored events
-    sizes: list[int] = []
-    for card, new_positions in by_card.items():
-        history = card_history.get(card)
-        stored = 0 if history is None else len(history)
-        if history is not None and stored:
-            pieces.append(history)
-            batch_position.extend([-1] * stored)
-        pieces.append(new[new_positions])
-        batch_position.extend(new_positions)
-        sizes.append(stored + len(new_positions))
-    merged = np.concatenate(pieces)
-    where = np.array(batch_position, dtype=np.int64)
-    group = np.repeat(np.arange(len(sizes)), sizes)
-    if not _sorted_within_groups(merged["ts"], merged["tx_key"], group):
-        order = np.lexsort((merged["tx_key"], merged["ts"], group))
-        merged, where = merged[order], where[order]
-    starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+    cards, new_group = _group_codes([columns.card_id[row] for row in rows.tolist()])
+    blobs = [card_history.get(card, b"") for card in cards]
+    stored = np.frombuffer(b"".join(blobs), dtype=CARD_EVENT_DTYPE)
+    stored_sizes = np.array([len(blob) for blob in blobs]) // CARD_EVENT_DTYPE.itemsize
+    combined = np.concatenate((stored, card_records(columns, rows)))
+    group = np.concatenate((np.repeat(np.arange(len(cards)), stored_sizes), new_group))
+    where = np.concatenate((np.full(len(stored), -1), np.arange(len(rows))))
+    order = np.lexsort((combined["tx_key"], combined["ts"], group))
+    merged, group, where = combined[order], group[order], where[order]
+    sizes = np.bincount(group, minlength=len(cards))
+    starts = np.cumsum(sizes) - sizes
     positions = np.flatnonzero(where >= 0)
+
     features = np.empty((len(rows), len(FEATURE_NAMES)))
     card_block = slice(len(EVENT_FEATURES), len(EVENT_FEATURES) + len(CARD_FEATURES))
-    cards = CardSequence.from_records(merged, np.repeat(starts, sizes))
-    features[where[positions], card_block] = card_features_grouped(cards, positions)
+    sequence = CardSequence.from_records(merged, starts[group])
+    features[where[positions], card_block] = card_features_grouped(sequence, positions)
     features[:, : len(EVENT_FEATURES)] = event_features(columns, rows)
     features[:, card_block.stop :] = _batch_terminal_features(
-        columns, rows, time_order, terminal_stored_counts, terminal_frauds
+        columns, rows, terminal_stored_counts, terminal_frauds
     )
-    history_out = {
-        card: prune_card_history(merged[start : start + size])
-        for card, start, size in zip(by_card, starts.tolist(), sizes, strict=True)
-    }
-    return BatchResult(features, history_out)
+    return BatchResult(features, _kept_histories(cards, merged, group, starts + sizes))
+
+
+def _kept_histories(
+    cards: list[str], merged: np.ndarray, group: IntArray, ends: IntArray
+) -> dict[str, bytes]:
+    """What each card keeps: its latest MAX_CARD_HISTORY events within the lookback (+1 day of
+    slack for late events) of its newest event. Kept rows are a suffix of each card's group."""
+    newest = merged["ts"][ends - 1]
+    keep = (merged["ts"] >= (newest - CARD_LOOKBACK_US - DAY_US)[group]) & (
+        np.arange(len(merged)) >= (ends - MAX_CARD_HISTORY)[group]
+    )
+    raw = merged[keep].tobytes()
+    kept_sizes = np.bincount(group[keep], minlength=len(cards)) * CARD_EVENT_DTYPE.itemsize
+    highs = np.cumsum(kept_sizes).tolist()
+    lows = (np.cumsum(kept_sizes) - kept_sizes).tolist()
+    return {card: raw[low:high] for card, low, high in zip(cards, lows, highs, strict=True)}
 
 
 def _batch_terminal_features(
     columns: EventColumns,
     rows: IntArray,
-    time_order: list[int],
     stored_counts: FloatArray,
     terminal_frauds: Mapping[str, TerminalFrauds],
 ) -> FloatArray:
-    terminals = [columns.terminal_id[row] for row in rows.tolist()]
-    by_terminal: dict[str, list[int]] = {}
-    for position in time_order:
-        by_terminal.setdefault(terminals[position], []).append(position)
-    order: list[int] = []
-    group_start: list[int] = []
-    fraud_ts: list[IntArray] = []
-    fraud_known: list[IntArray] = []
-    fraud_low: list[int] = []
-    fraud_high: list[int] = []
-    fraud_total = 0
-    for terminal, positions in by_terminal.items():
-        frauds = terminal_frauds.get(terminal, NO_FRAUDS)
-        group_start.extend([len(order)] * len(positions))
-        fraud_low.extend([fraud_total] * len(positions))
-        fraud_total += len(frauds.ts)
-        fraud_high.extend([fraud_total] * len(positions))
-        fraud_ts.append(frauds.ts)
-        fraud_known.append(frauds.known_at)
-        order.extend(positions)
-    ordered = np.array(order, dtype=np.int64)
+    terminals, group = _group_codes([columns.terminal_id[row] for row in rows.tolist()])
+    ts = columns.ts[rows]
+    order = np.lexsort((ts, group))
+    sorted_group = group[order]
+    sizes = np.bincount(group, minlength=len(terminals))
+    starts = np.cumsum(sizes) - sizes
+    fraud_ts: list[IntArray] = [np.empty(0, dtype=np.int64)]
+    fraud_known: list[IntArray] = [np.empty(0, dtype=np.int64)]
+    fraud_counts = np.zeros(len(terminals), dtype=np.int64)
+    for index, terminal in enumerate(terminals):
+        frauds = terminal_frauds.get(terminal)
+        if frauds is not None:
+            fraud_ts.append(frauds.ts)
+            fraud_known.append(frauds.known_at)
+            fraud_counts[index] = len(frauds.ts)
+    fraud_high = np.cumsum(fraud_counts)
     computed = terminal_features_grouped(
-        columns.ts[rows[ordered]],
-        np.array(group_start, dtype=np.int64),
-        np.arange(len(ordered), dtype=np.int64),
-        stored_counts[ordered],
+        ts[order],
+        starts[sorted_group],
+        np.arange(len(rows), dtype=np.int64),
+        stored_counts[order],
         np.concatenate(fraud_ts),
         np.concatenate(fraud_known),
-        np.array(fraud_low, dtype=np.int64),
-        np.array(fraud_high, dtype=np.int64),
+        (fraud_high - fraud_counts)[sorted_group],
+        fraud_high[sorted_group],
     )
     out = np.empty_like(computed)
-    out[ordered] = computed
+    out[order] = computed
     return out
 
 
 def feature_dicts(matrix: FloatArray) -> list[dict[str, float | None]]:
     """Rows of a feature matrix -> dicts in FEATURE_NAMES order, NaN -> None."""
-    return [
-        {
-            name: (None if value != value else value)
-            for name, value in zip(FEATURE_NAMES, row, strict=True)
-        }
-        for row in matrix.tolist()
-    ]
+    values = matrix.astype(object)
+    values[np.isnan(matrix)] = None
+    return [dict(zip(FEATURE_NAMES, row, strict=True)) for row in values.tolist()]
 
 
 def features_without_history(event: Mapping[str, Any]) -> dict[str, float | None]:
