@@ -18,6 +18,7 @@ DAY_US = 24 * HOUR_US
 CARD_WINDOW_US = (HOUR_US, DAY_US, 7 * DAY_US, 30 * DAY_US)
 TERMINAL_WINDOW_US = (DAY_US, 7 * DAY_US, 28 * DAY_US)
 CARD_LOOKBACK_US = CARD_WINDOW_US[-1]
+DAY_WINDOW = CARD_WINDOW_US.index(DAY_US)  # distinct terminals/countries look back one day
 TERMINAL_LOOKBACK_US = TERMINAL_WINDOW_US[-1]
 # Bounds the state of a runaway card; its windows then cover its latest MAX_CARD_HISTORY events.
 MAX_CARD_HISTORY = 1000
@@ -66,6 +67,7 @@ def count_distinct_nonzero(values):  # type: ignore[no-untyped-def]
 @njit(cache=True)
 def card_kernel(ts, amount, terminal, country, device, lat, lon, group_start, positions, out):  # type: ignore[no-untyped-def]
     n_windows = len(CARD_WINDOW_US)
+    # Per band (events older than the previous window, inside this one), then cumulated.
     counts = np.zeros(n_windows)
     sums = np.zeros(n_windows)
     maxima = np.zeros(n_windows)
@@ -82,21 +84,28 @@ def card_kernel(ts, amount, terminal, country, device, lat, lon, group_start, po
         maxima[:] = -np.inf
         seen_terminal = seen_country = seen_device = False
         day_start = end
+        band = 0
         j = end - 1
-        while j >= low and t - ts[j] <= CARD_LOOKBACK_US:
+        while j >= low:
             age = t - ts[j]
-            for w in range(n_windows):
-                if age <= CARD_WINDOW_US[w]:
-                    counts[w] += 1.0
-                    sums[w] += amount[j]
-                    maxima[w] = max(maxima[w], amount[j])
-            if age <= DAY_US:
+            while band < n_windows and age > CARD_WINDOW_US[band]:
+                band += 1
+            if band == n_windows:
+                break
+            counts[band] += 1.0
+            sums[band] += amount[j]
+            maxima[band] = max(maxima[band], amount[j])
+            if band <= DAY_WINDOW:
                 day_start = j
             seen_terminal = seen_terminal or terminal[j] == terminal[k]
             seen_country = seen_country or country[j] == country[k]
             seen_device = seen_device or device[j] == device[k]
             j -= 1
         for w in range(n_windows):
+            if w > 0:
+                counts[w] += counts[w - 1]
+                sums[w] += sums[w - 1]
+                maxima[w] = max(maxima[w], maxima[w - 1])
             out[p, 4 * w] = counts[w]
             out[p, 4 * w + 1] = sums[w]
             out[p, 4 * w + 2] = sums[w] / counts[w] if counts[w] > 0 else np.nan

@@ -90,7 +90,7 @@ def replay_features(
             progress.advance(task, rows)
 
         matrix = replay_columns(columns, card_codes, is_fraud, delay_us, advance)
-    out = pd.DataFrame(matrix, columns=list(FEATURE_NAMES))
+    out = pd.DataFrame(matrix, columns=list(FEATURE_NAMES), copy=False)
     out.insert(0, "transaction_id", transaction_ids.to_numpy())
     return out
 
@@ -107,7 +107,9 @@ def replay_columns(
     `card_codes` tell which rows share a card; terminal_key which share a terminal.
     """
     n = len(columns)
-    matrix = np.empty((n, len(FEATURE_NAMES)))
+    # Column-major, as the DataFrame stores it. Rows are computed in time order (the kernels
+    # take positions in any order), so each pass writes whole rows in sequence.
+    matrix = np.empty((n, len(FEATURE_NAMES)), order="F")
     card_block = slice(len(EVENT_FEATURES), len(EVENT_FEATURES) + len(CARD_FEATURES))
     for chunk in _chunks(n):
         matrix[chunk, : card_block.start] = event_features(columns, chunk)
@@ -124,8 +126,9 @@ def replay_columns(
         lon=columns.terminal_lon[by_card],
         group_start=_group_starts(card_codes[by_card]),
     )
+    card_position = _inverse(by_card)
     for chunk in _chunks(n):
-        matrix[by_card[chunk], card_block] = card_features_grouped(cards, chunk)
+        matrix[chunk, card_block] = card_features_grouped(cards, card_position[chunk])
         advance(len(chunk))
 
     by_terminal = np.lexsort((columns.ts, columns.terminal_key))
@@ -136,19 +139,28 @@ def replay_columns(
     fraud_ts = terminal_ts[frauds]
     no_stored = np.zeros((_CHUNK_ROWS, len(TERMINAL_WINDOWS)))
     terminal_start = _group_starts(terminal_sorted)
+    terminal_position = _inverse(by_terminal)
     for chunk in _chunks(n):
-        matrix[by_terminal[chunk], card_block.stop :] = terminal_features_grouped(
+        positions = terminal_position[chunk]
+        matrix[chunk, card_block.stop :] = terminal_features_grouped(
             terminal_ts,
             terminal_start,
-            chunk,
+            positions,
             no_stored[: len(chunk)],
             fraud_ts,
             fraud_ts + label_delay_us,
-            np.searchsorted(fraud_terminal, terminal_sorted[chunk], side="left"),
-            np.searchsorted(fraud_terminal, terminal_sorted[chunk], side="right"),
+            np.searchsorted(fraud_terminal, terminal_sorted[positions], side="left"),
+            np.searchsorted(fraud_terminal, terminal_sorted[positions], side="right"),
         )
         advance(len(chunk))
     return matrix
+
+
+def _inverse(order: IntArray) -> IntArray:
+    """For a permutation `order` (sorted position -> row), the row -> sorted position map."""
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return inverse
 
 
 def _time_order(ts: IntArray, transaction_ids: pd.Series) -> IntArray | None:
