@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from stream.lag import GroupLag
     from stream.lag_monitor import LagMetrics, LagMonitor
+    from stream.monitor import VersionHealth
 
 STATUS_STYLES = {
     "OK": "green",
@@ -176,5 +177,110 @@ def _run_until_interrupted(
         stop.set()
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def monitor_table(health: list[VersionHealth]) -> Table:
+    from rich.table import Table
+
+    table = Table(title="model versions in the window", title_justify="left")
+    for name in ("version", "labels", "precision (decline)", "precision (flagged)", "recall"):
+        table.add_column(name, justify="right")
+    for name in ("score PSI", "worst feature PSI", "drift window"):
+        table.add_column(name, justify="right")
+    for h in health:
+        features = {k: v for k, v in h.psi.items() if k != "score"}
+        worst = max(features, key=features.__getitem__) if features else None
+        table.add_row(
+            h.version,
+            f"{h.quality.labelled:,}",
+            _share(h.quality.precision_decline),
+            _share(h.quality.precision_flagged),
+            _share(h.quality.recall),
+            _share(h.psi.get("score")),
+            "-" if worst is None else f"{worst} {features[worst]:.3f}",
+            f"{h.drift_decisions:,}" if h.has_reference else "no reference",
+        )
+    return table
+
+
+def _health_dict(h: VersionHealth) -> dict[str, Any]:
+    return {
+        "model_version": h.version,
+        "labels": {f"{d}/{label}": n for (d, label), n in h.quality.counts.items()},
+        "precision_decline": h.quality.precision_decline,
+        "precision_flagged": h.quality.precision_flagged,
+        "recall": h.quality.recall,
+        "psi": h.psi,
+        "drift_decisions": h.drift_decisions,
+        "has_reference": h.has_reference,
+    }
+
+
+def monitor(
+    ctx: typer.Context,
+    serve: int = typer.Option(
+        None,
+        "--serve",
+        metavar="PORT",
+        help="Keep reading and serve Prometheus metrics on PORT (6068 in ops/).",
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address --serve binds (0.0.0.0 in a container)."),
+    json_output: bool = typer.Option(False, "--json", help="One-shot report as JSON."),
+    interval: float = typer.Option(15.0, min=0.5, help="Seconds between gauge refreshes."),
+    lookback_days: float = typer.Option(
+        None,
+        min=0.001,
+        help="Days of decisions and feedback read on start (default: label delay + 1).",
+    ),
+    drift_window: int = typer.Option(
+        5000, min=1, help="Latest decisions per version the PSI is over."
+    ),
+    min_drift: int = typer.Option(500, min=1, help="Decisions needed before a PSI is reported."),
+    period: str = typer.Option(
+        None, "--reference-period", help="Training period to compare with: validation or test."
+    ),
+) -> None:
+    """Live precision and recall from analyst feedback joined to decisions, and drift (PSI).
+
+    Without --serve: read both topics to their end, print one report per model version.
+    """
+    import orjson
+    from rich.console import Console
+
+    from stream.monitor import LabelJoin, ModelMonitor
+    from stream.monitor_service import MonitorMetrics, MonitorService, registry_references
+
+    settings: Settings = ctx.obj
+    days = lookback_days if lookback_days is not None else settings.label_delay_days + 1
+    service = MonitorService(
+        settings,
+        ModelMonitor(LabelJoin(window_s=days * 86400), drift_window, min_drift),
+        MonitorMetrics(),
+        registry_references(settings, period),
+        lookback_s=days * 86400,
+    )
+    try:
+        if serve is None:
+            service.read_until(service.end_offsets())
+            health = service.refresh()
+            if json_output:
+                report = [_health_dict(h) for h in health]
+                typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+            else:
+                Console().print(monitor_table(health))
+            return
+        serve_registry(service.metrics.registry, host, serve)
+        stop = threading.Event()
+        try:
+            service.run(stop, interval)
+        except KeyboardInterrupt:
+            stop.set()
+    finally:
+        service.close()
+
+
 def register(app: typer.Typer) -> None:
     app.command()(lag)
+    app.command()(monitor)
