@@ -280,10 +280,10 @@ class _Router:
             elif topic == self.decisions:
                 self.desk.add_decision(self._decision(record), now)
             elif topic == self.truth:
-                if not isinstance(record.get("transaction_id"), str) or not isinstance(
-                    record.get("is_fraud"), bool
-                ):
-                    raise ValueError("truth needs transaction_id (string) and is_fraud (bool)")
+                tid, is_fraud = record.get("transaction_id"), record.get("is_fraud")
+                # The simulator writes is_fraud as 0/1 (the history's column type).
+                if not isinstance(tid, str) or is_fraud not in (0, 1):
+                    raise ValueError("truth needs transaction_id (string) and is_fraud (0/1)")
                 self.desk.add_truth(record, now)
         except (orjson.JSONDecodeError, FraudScorerError, ValueError, AttributeError) as exc:
             self.desk.summary.invalid += 1

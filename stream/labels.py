@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -153,6 +153,7 @@ def scan_topic(
     topic: str,
     *,
     contains: bytes | None = None,
+    where: Callable[[bytes], bool] | None = None,
     timeout_s: float = 60.0,
 ) -> Iterator[TopicRecord]:
     """Every record of `topic` from its first offset to the end offsets captured at the start.
@@ -160,7 +161,7 @@ def scan_topic(
     A fresh consumer assigns all partitions (no group membership, nothing committed, so running
     this never moves anyone's offsets); records appended after the start are not read.
     `contains` is a byte-substring prefilter: records whose value lacks it are skipped without
-    being parsed. Raises ConfigError when the topic is missing, ServiceUnavailableError when the
+    being parsed; `where` is a cheaper-than-parsing predicate on the raw value, likewise. Raises ConfigError when the topic is missing, ServiceUnavailableError when the
     broker does not answer or the end is not reached within `timeout_s`.
 
     Limit: the cost grows with everything the topic retains (one pass over the whole log per
@@ -195,33 +196,23 @@ def scan_topic(
                 )
             messages = consumer.consume(1000, timeout=0.2)
             for message in messages:
-                record = _record(message, topic)
-                if record is None or record.offset >= ends[record.partition]:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("reading %s: %s", topic, error)
                     continue
-                positions[record.partition] = record.offset + 1
-                if contains is None or contains in record.value:
-                    yield record
+                partition, offset = message.partition() or 0, message.offset() or 0
+                if offset >= ends[partition]:
+                    continue
+                positions[partition] = offset + 1
+                value = message.value() or b""
+                if (contains is None or contains in value) and (where is None or where(value)):
+                    _, timestamp_ms = message.timestamp()
+                    yield TopicRecord(topic, partition, offset, timestamp_ms, message.key(), value)
             if not messages:
                 _catch_up(consumer, positions)
     finally:
         consumer.close()
-
-
-def _record(message: Message, topic: str) -> TopicRecord | None:
-    error = message.error()
-    if error is not None:
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("reading %s: %s", topic, error)
-        return None
-    _, timestamp_ms = message.timestamp()
-    return TopicRecord(
-        topic,
-        message.partition() or 0,
-        message.offset() or 0,
-        timestamp_ms,
-        message.key(),
-        message.value() or b"",
-    )
 
 
 def _catch_up(consumer: Consumer, positions: dict[int, int]) -> None:

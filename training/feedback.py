@@ -300,17 +300,21 @@ def read_decisions(
 ) -> list[TopicRecord]:
     """Every record of the decisions topic up to its end offsets now (fresh consumer, no commits);
     with `transaction_ids`, only the records that mention one of them (a bytes match, no parsing)."""
-    records = scan_topic(
-        settings.kafka_bootstrap_servers, settings.topics.decisions, timeout_s=timeout_s
+
+    def mentions_wanted(value: bytes) -> bool:
+        match = _TRANSACTION_ID.search(value)
+        # No match: an escaped id or a broken record; keep it for the assembly to parse.
+        return match is None or match.group(1).decode(errors="replace") in wanted_ids
+
+    wanted_ids = transaction_ids or set()
+    return list(
+        scan_topic(
+            settings.kafka_bootstrap_servers,
+            settings.topics.decisions,
+            where=None if transaction_ids is None else mentions_wanted,
+            timeout_s=timeout_s,
+        )
     )
-    if transaction_ids is None:
-        return list(records)
-    kept = []
-    for record in records:
-        match = _TRANSACTION_ID.search(record.value)
-        if match is None or match.group(1).decode(errors="replace") in transaction_ids:
-            kept.append(record)  # no match: a record the assembly will count as invalid
-    return kept
 
 
 def _transaction_id_of(record: TopicRecord) -> str | None:

@@ -71,9 +71,10 @@ def a_decision(tid: str, verdict: str, event_time: float) -> dict[str, Any]:
 
 
 def truth(tid: str, is_fraud: bool) -> dict[str, Any]:
+    """As the simulator writes it (is_fraud 0/1)."""
     return {
         "transaction_id": tid,
-        "is_fraud": is_fraud,
+        "is_fraud": int(is_fraud),
         "fraud_scenario": "card_testing" if is_fraud else None,
     }
 
