@@ -52,11 +52,12 @@ def lag_table(result: GroupLag) -> Table:
         ),
         title_justify="left",
     )
-    for name in ("topic", "partition", "committed", "log end", "lag", "lag (s)"):
-        table.add_column(name, justify="left" if name == "topic" else "right")
-    table.add_column("status")
-    table.add_column("commits", justify="right")
-    table.add_column("last commit", justify="right")
+    table.add_column("topic", overflow="fold")
+    for name in ("part", "committed", "log end", "lag", "lag s"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("commits", justify="right", no_wrap=True)
+    table.add_column("last commit", justify="right", no_wrap=True)
     for p in result.partitions:
         table.add_row(
             p.topic,
