@@ -41,10 +41,13 @@ def label(
     except ValidationError as exc:
         hint = {"analyst_id": "--analyst", "note": "--note"}.get(exc.field or "", "TRANSACTION_ID")
         raise typer.BadParameter(str(exc), param_hint=hint) from None
+    from rich.console import Console
+
     settings: Settings = ctx.obj
-    outcome = label_transaction(
-        settings, transaction_id, verdict, analyst, note=note, timeout_s=timeout
-    )
+    with Console(stderr=True).status(f"looking for the decision of {transaction_id} ..."):
+        outcome = label_transaction(
+            settings, transaction_id, verdict, analyst, note=note, timeout_s=timeout
+        )
     decision, where = outcome.decision, outcome.published
     typer.echo(
         f"labelled {transaction_id} {verdict} (decision {decision['decision']}, score "
@@ -115,7 +118,9 @@ def analyst(
     _check_analyst_ids(ids)
     settings: Settings = ctx.obj
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM both end the run cleanly: due labels flushed, then the summary.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     summary = run_analyst(
         settings, config, duration_s=duration, from_beginning=from_beginning, stop=stop
     )
