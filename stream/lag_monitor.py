@@ -189,7 +189,7 @@ class LagMonitor:
         """Read commits, offsets and membership now, and grade every partition of the group."""
         self._read_commits()
         committed = self._committed_offsets()
-        state, owners = self._describe()
+        state, members, owners = self._describe()
         partitions = sorted(set(committed) | set(owners))
         now = self.clock()
         ends = self._end_offsets(partitions)
@@ -199,7 +199,7 @@ class LagMonitor:
             table = self.tables.setdefault(tp, EndOffsetTable(self.max_samples))
             table.add(now, ends[tp])
             rows.append(self._grade(tp, committed.get(tp), ends[tp], table, now))
-        return GroupLag(self.group, state, len(set(owners.values())), now, tuple(rows))
+        return GroupLag(self.group, state, members, now, tuple(rows))
 
     def _grade(
         self, tp: TopicPart, committed: int | None, end: int, table: EndOffsetTable, now: float
@@ -231,7 +231,8 @@ class LagMonitor:
             if tp.offset >= 0
         }
 
-    def _describe(self) -> tuple[str, dict[TopicPart, str]]:
+    def _describe(self) -> tuple[str, int, dict[TopicPart, str]]:
+        """The group's state, its member count and which member owns each partition."""
         futures = self.admin.describe_consumer_groups([self.group], request_timeout=self.timeout_s)
         description = _result(futures[self.group], "the group description", self.timeout_s)
         owners = {
@@ -240,7 +241,7 @@ class LagMonitor:
             for tp in (member.assignment.topic_partitions if member.assignment else [])
         }
         state = getattr(description.state, "name", str(description.state))
-        return state.title(), owners
+        return state.title(), len(description.members), owners
 
     def _list_offsets(
         self, specs: dict[TopicPartition, OffsetSpec]
@@ -384,7 +385,7 @@ class LagMetrics:
             "fraud_consumer_group_lag_messages", "Total lag of the group", ["group"], registry=r
         )
         self.group_members = Gauge(
-            "fraud_consumer_group_members", "Members owning partitions", ["group"], registry=r
+            "fraud_consumer_group_members", "Members of the group", ["group"], registry=r
         )
         self.last_poll = Gauge(
             "fraud_lag_last_poll_timestamp_seconds", "When the last poll succeeded", registry=r

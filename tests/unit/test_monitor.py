@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from stream.drift import parse_reference
@@ -201,3 +203,30 @@ def test_idle_versions_are_forgotten():
     monitor.expire(T0 + 61)
     assert monitor.snapshot() == []
     assert monitor.drift == {}
+
+
+def test_gauges_follow_the_snapshot_and_drop_versions_that_left():
+    from stream.monitor_service import MonitorMetrics
+
+    monitor = ModelMonitor(drift_window=10, min_drift_decisions=1)
+    feed(monitor, [("d1", "decline"), ("d2", "decline")], [("d1", "fraud", "analyst")])
+    monitor.set_reference("3", parse_reference(REFERENCE))
+    monitor.add_decision(decision("d3", "approve", score=0.1))
+    metrics = MonitorMetrics()
+    metrics.update(monitor.snapshot(), pending=2, unmatched=1, now=T0)
+    sample = metrics.registry.get_sample_value
+    v3 = {"model_version": "3"}
+    assert sample("fraud_live_precision_decline", v3) == 1.0
+    assert sample("fraud_live_recall", v3) == 1.0
+    assert sample("fraud_live_labels", {**v3, "decision": "decline", "label": "fraud"}) == 1
+    # Scores 0.5, 0.5, 0.1 on bins trained at 90% / 10%.
+    by_hand = (1 / 3 - 0.9) * math.log((1 / 3) / 0.9) + (2 / 3 - 0.1) * math.log((2 / 3) / 0.1)
+    assert sample("fraud_score_psi", v3) == pytest.approx(by_hand)
+    assert sample("fraud_feature_psi", {**v3, "feature": "amount"}) is not None
+    assert sample("fraud_drift_reference_loaded", v3) == 1
+    assert sample("fraud_monitor_pending_labels") == 2
+    assert sample("fraud_monitor_unmatched_labels") == 1
+
+    metrics.update([], pending=0, unmatched=1, now=T0 + 60)
+    assert sample("fraud_live_precision_decline", v3) is None
+    assert sample("fraud_feature_psi", {**v3, "feature": "amount"}) is None
