@@ -166,3 +166,11 @@ def test_customer_table_columns_cannot_leak_into_features() -> None:
     assert InMemoryFeatureStore().process_batch(enriched) == expected
     assert InMemoryFeatureStore().process_batch(younger) == expected
     assert set(expected[0]) == set(FEATURE_NAMES)
+
+
+def test_transaction_records_expire_with_the_state() -> None:
+    store = InMemoryFeatureStore()
+    store.process_batch([tx(1, timedelta(0)), tx(2, timedelta(days=20))])
+    store.process_batch([tx(3, timedelta(days=32), card_id="card_B")])
+    assert store.apply_labels([label(1, timedelta(days=32))]) == 0  # older than the TTL
+    assert store.apply_labels([label(2, timedelta(days=32))]) == 1
