@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1)
     topics: TopicNames = Field(default_factory=TopicNames)
     consumer_group: str = "fraud-scorer"
+    # Prefix of every Redis key the stream writes (aggregates, label index).
+    redis_prefix: str = "fraud"
     # Key of the keyed hash that replaces card numbers (PAN) at the edge.
     pan_hash_key: SecretStr = SecretStr("change-me-in-production")
     model_name: str = "fraud-detector"

@@ -63,7 +63,9 @@ def build_worker(settings: Settings, metrics: ScorerMetrics | None = None) -> Wo
     client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0
     )
-    handler = BatchHandler(settings, RedisFeatureStore(client), models, producer, metrics)
+    handler = BatchHandler(
+        settings, RedisFeatureStore(client, settings.redis_prefix), models, producer, metrics
+    )
     return Worker(settings, metrics, models, producer, handler)
 
 
@@ -89,7 +91,9 @@ def create_app(worker: Worker) -> faust.App:
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
-        datadir=str(settings.state_dir / "faust"),
+        datadir=str(
+            settings.state_dir / "faust" / f"{settings.consumer_group}-{settings.web_port}"
+        ),
     )
     transactions = app.topic(
         settings.topics.transactions, key_serializer="raw", value_serializer="raw"
@@ -127,9 +131,9 @@ def create_app(worker: Worker) -> faust.App:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(
-                generate_latest(worker.metrics.registry), content_type=CONTENT_TYPE_LATEST
-            )
+            # aiohttp refuses a charset inside content_type; Prometheus text is UTF-8 anyway.
+            content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
+            return self.bytes(generate_latest(worker.metrics.registry), content_type=content_type)
 
     @app.page("/predict")
     class Predict(View):

@@ -33,6 +33,7 @@ def worker(
     scorer = build_worker(settings)
     model = scorer.models.load()  # refuses to start without a champion (ModelNotFoundError)
     typer.echo(f"scoring with {model.name} version {model.version} (@{model.alias})", err=True)
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = create_app(scorer)
     FaustWorker(
         app, loglevel=log_level, logging_config=logging_config(log_level)

@@ -27,30 +27,24 @@ def load_from_registry(settings: Settings, alias: str) -> ScoringModel:
     from training.registry import load_model_version
 
     loaded = load_model_version(settings, alias=alias)
-    coder = loaded.reason_coder()
-    model = loaded.model
     return ScoringModel(
         name=loaded.name,
-        version=str(loaded.version),
+        version=loaded.version,
         alias=alias,
         thresholds=loaded.thresholds,
-        feature_names=tuple(loaded.feature_names),
-        predict_proba=lambda frame: model.predict_proba(frame)[:, 1],
-        explain=coder.reason_codes,
+        feature_names=loaded.feature_names,
+        predict_proba=loaded.predict_scores,
+        explain=loaded.reason_coder().reason_codes,
     )
 
 
 def version_at_alias(settings: Settings, alias: str) -> str | None:
     """The version number the alias points at now, or None when it points nowhere."""
-    from mlflow.exceptions import MlflowException
-
     from training.registry import open_store
+    from training.registry import version_at_alias as registry_version
 
-    client = open_store(settings)
-    try:
-        return str(client.get_model_version_by_alias(settings.model_name, alias).version)
-    except MlflowException:
-        return None
+    found = registry_version(open_store(settings), settings.model_name, alias)
+    return None if found is None else str(found.version)
 
 
 class ModelHolder:

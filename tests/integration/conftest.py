@@ -1,0 +1,207 @@
+"""Integration fixtures: a trained champion in a private MLflow store, and running workers."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.processes import Proc, fraud_command, free_port, running, wait_healthy
+from tests.stack import ROOT, Stack
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A private state folder whose MLflow store has a `fraud-detector@champion`."""
+
+    state_dir: Path
+    history: Path
+    version: str
+
+    def env(self) -> dict[str, str]:
+        return {"FRAUD_STATE_DIR": str(self.state_dir)}
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import os
+
+    result = subprocess.run(
+        args, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result
+
+
+def train_champion(base: Path, seed: int = 5, extra: tuple[str, ...] = ()) -> Champion:
+    """Simulate a small bank, train on it and make sure a champion exists (forced if gates fail)."""
+    from fraud.settings import Settings
+    from training.registry import open_store, version_at_alias
+
+    state = base / "state"
+    env = {"FRAUD_STATE_DIR": str(state)}
+    history = base / "history"
+    _run(
+        fraud_command(
+            "simulate",
+            "--customers",
+            "400",
+            "--days",
+            "35",
+            "--seed",
+            str(seed),
+            "--out",
+            str(history),
+        ),
+        env,
+    )
+    _run(
+        fraud_command(
+            "train",
+            "--data",
+            str(history / "transactions.parquet"),
+            "--no-baseline",
+            "--test-days",
+            "7",
+            "--validation-days",
+            "7",
+            "--warmup-days",
+            "3",
+            "--results-dir",
+            str(base / "results"),
+            "--model-card",
+            str(base / "card.md"),
+            *extra,
+        ),
+        env,
+    )
+    settings = Settings(state_dir=state)
+    client = open_store(settings)
+    champion = version_at_alias(client, settings.model_name, "champion")
+    if (
+        champion is None
+    ):  # a tiny test bank may fail the fairness gate; the worker just needs a model
+        latest = max(
+            client.search_model_versions(f"name='{settings.model_name}'"),
+            key=lambda v: int(v.version),
+        )
+        _run(
+            fraud_command(
+                "promote",
+                "--version",
+                str(latest.version),
+                "--force",
+                "--reason",
+                "integration-test fixture",
+            ),
+            env,
+        )
+        champion = version_at_alias(client, settings.model_name, "champion")
+    assert champion is not None
+    return Champion(state, history, str(champion.version))
+
+
+@pytest.fixture(scope="session")
+def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
+    return train_champion(tmp_path_factory.mktemp("champion"))
+
+
+@dataclass
+class WorkerEnv:
+    """Topic, group and Redis names unique to one test, shared by every worker it starts."""
+
+    stack: Stack
+    champion: Champion
+    topics: dict[str, str]
+    group: str
+    redis_prefix: str
+    logs: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self, port: int) -> dict[str, str]:
+        names = {
+            "FRAUD_TOPIC_TRANSACTIONS": self.topics["transactions"],
+            "FRAUD_TOPIC_DECISIONS": self.topics["decisions"],
+            "FRAUD_TOPIC_ALERTS": self.topics["alerts"],
+            "FRAUD_TOPIC_FEEDBACK": self.topics["feedback"],
+            "FRAUD_TOPIC_DEAD_LETTER": self.topics["dead_letter"],
+            "FRAUD_TOPIC_TRUTH": self.topics["truth"],
+        }
+        return {
+            **self.champion.env(),
+            **names,
+            "KAFKA_BOOTSTRAP_SERVERS": self.stack.bootstrap,
+            "REDIS_URL": self.stack.redis_url,
+            "FRAUD_CONSUMER_GROUP": self.group,
+            "FRAUD_REDIS_PREFIX": self.redis_prefix,
+            "FRAUD_WEB_PORT": str(port),
+            "FRAUD_MODEL_POLL_INTERVAL_S": "1",
+            **self.extra,
+        }
+
+    @contextmanager
+    def worker(self, name: str = "worker") -> Iterator[Proc]:
+        port = free_port()
+        with running(
+            fraud_command("worker"), self.env(port), self.logs / f"{name}.log", port
+        ) as proc:
+            wait_healthy(proc)
+            yield proc
+
+
+@pytest.fixture
+def worker_env(
+    stack, champion, topic_factory, unique_name, tmp_path, redis_client
+) -> Iterator[WorkerEnv]:
+    topics = {
+        kind: topic_factory(kind.replace("_", "-"))
+        for kind in ("transactions", "decisions", "alerts", "feedback", "dead_letter", "truth")
+    }
+    prefix = unique_name("fraud")
+    yield WorkerEnv(stack, champion, topics, unique_name("scorer"), prefix, tmp_path / "logs")
+    for key in redis_client.scan_iter(f"{prefix}:*", count=1000):
+        redis_client.delete(key)
+
+
+ConsumeAll = Callable[..., list[dict]]
+
+
+@pytest.fixture
+def consume_all(stack: Stack, unique_name) -> ConsumeAll:
+    """Read a topic from the beginning until `count` records arrived (or the timeout)."""
+    import time
+
+    import orjson
+
+    from stream.kafka_io import make_consumer
+
+    def consume(
+        topic: str, count: int | None = None, timeout_s: float = 60, idle_s: float = 3
+    ) -> list[dict]:
+        consumer = make_consumer(stack.bootstrap, unique_name("reader"))
+        consumer.subscribe([topic])
+        records: list[dict] = []
+        deadline = time.monotonic() + timeout_s
+        last_new = time.monotonic()
+        try:
+            while time.monotonic() < deadline:
+                batch = consumer.consume(1000, timeout=0.5)
+                for message in batch:
+                    assert message.error() is None, message.error()
+                    records.append(orjson.loads(message.value()))
+                if batch:
+                    last_new = time.monotonic()
+                if count is not None and len(records) >= count:
+                    break
+                if count is None and time.monotonic() - last_new > idle_s and records:
+                    break
+        finally:
+            consumer.close()
+        return records
+
+    return consume

@@ -1,0 +1,91 @@
+"""The scoring worker on the real broker and Redis, with a champion from a real training run."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pytest
+
+from schemas import validator
+from simulator.bank import Bank
+from simulator.live import LiveTraffic
+from simulator.produce import produce_live
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _produce(worker_env, rate: float, seconds: float, malformed: float = 0.0, seed: int = 5):
+    traffic = LiveTraffic(Bank.build(400, seed), seed)
+    return produce_live(
+        worker_env.stack.bootstrap,
+        traffic,
+        rate=rate,
+        duration_s=seconds,
+        topic=worker_env.topics["transactions"],
+        truth_topic=worker_env.topics["truth"],
+        malformed_rate=malformed,
+    )
+
+
+def test_every_transaction_gets_one_decision_and_every_bad_event_a_dead_letter(
+    worker_env, consume_all
+):
+    with worker_env.worker() as worker:
+        report = _produce(worker_env, rate=400, seconds=5, malformed=0.05)
+        truth = consume_all(worker_env.topics["truth"], count=report.valid)
+        # Events whose card_id is a raw card number are tokenised at the edge and decided;
+        # the other malformed kinds are dead-lettered.
+        tokenised = report.malformed["card_number"]
+        malformed = sum(report.malformed.values()) - tokenised
+        decisions = consume_all(
+            worker_env.topics["decisions"], count=report.valid + tokenised, timeout_s=90
+        )
+        dead = consume_all(worker_env.topics["dead_letter"], count=malformed)
+        alerts = consume_all(worker_env.topics["alerts"], idle_s=3)
+        metrics = httpx.get(worker.url("/metrics")).text
+
+    assert malformed > 0 and tokenised > 0 and report.valid == len(truth)
+    truth_ids = {t["transaction_id"] for t in truth}
+    decided_ids = {d["transaction_id"] for d in decisions}
+    assert len(decisions) == len(decided_ids) == report.valid + tokenised
+    assert truth_ids <= decided_ids
+    assert all(
+        d["card_id"].startswith("tok_") for d in decisions if d["transaction_id"] not in truth_ids
+    )
+    assert len(dead) == malformed
+    assert {d["reason"] for d in dead} <= {"invalid_json", "schema"}
+    flagged = {d["transaction_id"] for d in decisions if d["decision"] in ("review", "decline")}
+    assert {a["transaction_id"] for a in alerts} == flagged
+    for record in decisions:
+        validator("decision")(record)
+        assert record["model"]["version"] == worker_env.champion.version
+        assert record["degraded"] is False
+    for record in alerts:
+        validator("alert")(record)
+        assert 1 <= len(record["reason_codes"]) <= 3
+    for record in dead:
+        validator("dead_letter")(record)
+    assert f'fraud_transactions_total{{outcome="decided"}} {float(len(decisions))}' in metrics
+    assert f'fraud_transactions_total{{outcome="dead_lettered"}} {float(len(dead))}' in metrics
+    assert f"fraud_pan_tokenized_total {float(tokenised)}" in metrics
+
+
+def test_predict_and_health(worker_env):
+    traffic = LiveTraffic(Bank.build(400, 5), 5)
+    events, _ = traffic.next_batch(3, now=1_780_000_000.0)
+    with worker_env.worker() as worker:
+        health = httpx.get(worker.url("/health")).json()
+        assert health["ready"] is True and health["model"]["version"] == worker_env.champion.version
+        response = httpx.post(worker.url("/predict"), content=orjson.dumps(events[0]))
+        assert response.status_code == 200
+        decision = response.json()
+        validator("decision")(decision)
+        assert decision["transaction_id"] == events[0]["transaction_id"]
+
+        bad = dict(events[1], amount=-1)
+        response = httpx.post(worker.url("/predict"), content=orjson.dumps(bad))
+        assert response.status_code == 400
+        assert (
+            response.json()["field"] == "amount" and "exclusiveMinimum" in response.json()["error"]
+        )
+        assert httpx.post(worker.url("/predict"), content=b"{not json").status_code == 400
