@@ -87,6 +87,18 @@ def _print_validation(console: Any, report: Any) -> None:
         console.print(("[red]" if "[error]" in line else "") + line.replace("[", "\\["))
 
 
+def _champion_line(decision: Any) -> str:
+    if decision is None:
+        return "not attempted (--no-promote)"
+    if decision.promoted:
+        return f"v{decision.champion_after} (promoted now" + (
+            ", FORCED)" if decision.forced else ")"
+        )
+    failed = ", ".join(gate.name for gate in decision.gates if not gate.passed)
+    current = f"v{decision.champion_after}" if decision.champion_after else "none"
+    return f"{current} (unchanged: gate(s) failed: {failed})"
+
+
 def train_command(
     ctx: typer.Context,
     data: Path = typer.Option(
@@ -199,7 +211,9 @@ def train_command(
     card_written = None
     with _step(console, "model card") as elapsed:
         try:
-            model_card.write_text(render(settings), encoding="utf-8")
+            # Without a champion (gates failed) the card describes the new challenger, marked
+            # as not in production, so that the reasons are on paper.
+            model_card.write_text(render(settings, fallback="challenger"), encoding="utf-8")
             card_written = str(model_card)
         except Exception as exc:  # noqa: BLE001 - no champion yet is reported, not fatal
             console.print(f"[yellow]model card not written: {exc}[/]")
@@ -243,13 +257,7 @@ def train_command(
             "passed" if outcome.fairness and outcome.fairness["passed"] else "failed",
         ),
         ("registered", f"{registered.name} v{registered.version} (@challenger)"),
-        (
-            "champion",
-            "n/a"
-            if decision is None
-            else f"v{decision.champion_after}"
-            + (" (promoted now)" if decision.promoted else " (unchanged)"),
-        ),
+        ("champion", _champion_line(decision)),
         ("model card", card_written or "not written"),
         ("results", str(results.folder)),
         ("time", f"{time.perf_counter() - began:.0f}s"),
@@ -315,9 +323,14 @@ def backtest_command(
     write_json(out.with_suffix(".json"), workflow.training_result(outcome))
     s = outcome.split
     console.print(
-        f"model trained on {s.train_from.date()}..{s.train_to.date()} (exclusive end), thresholds on "
-        f"{s.validation_from.date()}..{s.validation_to.date()}, tested on {s.test_from.date()}..{s.test_to.date()}"
+        f"model trained on [{s.train_from.date()}, {s.train_to.date()}), thresholds chosen on "
+        f"[{s.validation_from.date()}, {s.validation_to.date()}), tested on "
+        f"[{s.test_from.date()}, {s.test_to.date()})"
     )
+    if outcome.dropped_features:
+        console.print(
+            "features empty in this history, left out: " + ", ".join(outcome.dropped_features)
+        )
     console.print(_evaluation_table("Backtest: test window", outcome.default.evaluation["test"]))
     typer.echo(f"wrote {len(scores):,} scores to {out} (evaluation: {out.with_suffix('.json')})")
 

@@ -8,7 +8,7 @@ sets, not as ordered numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -20,11 +20,15 @@ ModelKind = Literal["hist_gradient_boosting", "random_forest"]
 DEFAULT_KIND: ModelKind = "hist_gradient_boosting"
 BASELINE_KIND: ModelKind = "random_forest"
 
+# Chosen by validation-period average precision on the default history (5,000 customers, 60
+# days, seed 1) among eight settings of learning rate 0.03-0.1, 100-600 iterations, 15-63 leaves,
+# 50-200 samples per leaf; they spanned 0.735-0.754, so within noise of each other. This one
+# scored 0.752 at a third of the cost of the best (0.754, 600 iterations at rate 0.03).
 HGB_PARAMS: dict[str, Any] = {
-    "learning_rate": 0.1,
-    "max_iter": 200,
+    "learning_rate": 0.05,
+    "max_iter": 400,
     "max_leaf_nodes": 31,
-    "min_samples_leaf": 50,
+    "min_samples_leaf": 100,
     "l2_regularization": 1.0,
     "early_stopping": False,
 }
@@ -48,14 +52,16 @@ def build_model(
     feature_names: Sequence[str],
     categorical_features: Sequence[str],
     seed: int,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Any:
+    params = {**model_params(kind), **(overrides or {})}
     if kind == "hist_gradient_boosting":
         mask = [name in set(categorical_features) for name in feature_names]
         return HistGradientBoostingClassifier(
-            **HGB_PARAMS, categorical_features=mask if any(mask) else None, random_state=seed
+            **params, categorical_features=mask if any(mask) else None, random_state=seed
         )
     if kind == "random_forest":
-        return RandomForestClassifier(**RF_PARAMS, random_state=seed)
+        return RandomForestClassifier(**params, random_state=seed)
     raise ValueError(f"unknown model kind {kind!r}")
 
 
@@ -65,8 +71,9 @@ def fit_model(
     y: npt.ArrayLike,
     categorical_features: Sequence[str],
     seed: int,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Any:
-    model = build_model(kind, list(X.columns), categorical_features, seed)
+    model = build_model(kind, list(X.columns), categorical_features, seed, overrides)
     model.fit(X, np.asarray(y, dtype=np.int64))
     if kind == "random_forest":
         # Parallel prediction adds the trees' votes in whatever order threads finish, which

@@ -71,53 +71,64 @@ def _fairness_section(fairness: dict[str, Any] | None) -> list[str]:
     if not fairness:
         return ["No fairness audit was recorded (no customers table was available)."]
     gate = fairness["gate"]
+    metric = gate["metric"]
     lines = [
-        f"Selection = {fairness['selection']}. Gate: {gate['metric']} ratio between judged groups "
-        f"within {gate['min_ratio']}-{gate['max_ratio']}; a group is judged when it is expected "
-        f"to hold at least {gate['min_expected_events']:.0f} events at the overall rate "
-        "(smaller groups are shown but too noisy to judge). "
-        f"Result: **{'passed' if fairness['passed'] else 'failed'}**.",
+        f"Selection = {fairness['selection']}. Gate: {metric} ratio between the judged groups "
+        f"within {gate['min_ratio']}-{gate['max_ratio']}, failing when the ratio is outside the "
+        "band and its 95% interval (bootstrap over customers) excludes parity. A group is judged "
+        f"when it is expected to hold at least {gate['min_expected_events']:.0f} events at the "
+        "overall rate; smaller groups are shown but too noisy to judge. "
+        f"Result: **{'passed' if fairness['passed'] else 'failed'}**"
+        + (" with warnings." if fairness.get("warnings") else "."),
         "",
     ]
     for attribute, result in fairness["attributes"].items():
-        lines.append(
-            f"**{attribute}** - {result['detail']}: {'pass' if result['passed'] else 'FAIL'}"
+        verdict = (
+            "FAIL"
+            if not result["passed"]
+            else ("pass, with warning" if result["warning"] else "pass")
         )
-        lines.append("")
-        rows = [
-            [
-                str(g["group"]),
-                str(g["transactions"]),
-                str(g["legitimate"]),
-                str(g["fraud"]),
-                f"{_pct(g['false_positive_rate'], 2)} [{_pct(g['fpr_ci95'][0], 2)}, "
-                f"{_pct(g['fpr_ci95'][1], 2)}]",
-                _pct(g["true_positive_rate"]),
-                _pct(g["selection_rate"], 2),
-                "yes" if g["judged"] else "too small",
-            ]
-            for g in result["groups"]
-        ]
+        lines += [f"**{attribute}**: {verdict}. {result['detail']}.", ""]
+        rows = []
+        for g in result["groups"]:
+            interval = g.get("gate_metric_ci95")
+            ci = f"[{_pct(interval[0], 2)}, {_pct(interval[1], 2)}]" if interval else "n/a"
+            rows.append(
+                [
+                    str(g["group"]),
+                    str(g["transactions"]),
+                    str(g["customers"]),
+                    str(g["fraud"]),
+                    _pct(g["false_positive_rate"], 2),
+                    _pct(g["true_positive_rate"]),
+                    _pct(g["selection_rate"], 2),
+                    ci,
+                    "yes" if g["judged"] else "too small",
+                ]
+            )
         header = [
             "group",
             "transactions",
-            "legitimate",
+            "customers",
             "fraud",
-            "FPR [95% CI]",
+            "FPR",
             "TPR",
             "selection rate",
+            f"{metric} 95% CI",
             "judged",
         ]
         lines.extend(_table(header, rows))
         diff, ratio = result["difference"], result["ratio"]
-        lines.append("")
-        lines.append(
-            f"Between groups (fairlearn, all groups): FPR difference {_num(diff.get('false_positive_rate'))}, "
-            f"ratio {_num(ratio.get('false_positive_rate'), 3)}; TPR difference "
-            f"{_num(diff.get('true_positive_rate'))}, ratio {_num(ratio.get('true_positive_rate'), 3)}; "
-            f"selection-rate ratio {_num(ratio.get('selection_rate'), 3)}."
-        )
-        lines.append("")
+        lines += [
+            "",
+            "Between all groups (fairlearn): FPR difference "
+            f"{_num(diff.get('false_positive_rate'))}, ratio "
+            f"{_num(ratio.get('false_positive_rate'), 3)}; TPR difference "
+            f"{_num(diff.get('true_positive_rate'))}, ratio "
+            f"{_num(ratio.get('true_positive_rate'), 3)}; selection-rate ratio "
+            f"{_num(ratio.get('selection_rate'), 3)}.",
+            "",
+        ]
     return lines
 
 
@@ -149,11 +160,13 @@ def _targets_statement(targets: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def render(settings: Settings, alias: str = CHAMPION) -> str:
-    """The model card of the version at `alias`, as Markdown."""
+def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = None) -> str:
+    """The model card of the version at `alias` (or at `fallback` when `alias` is unset)."""
     client = open_store(settings)
     name = settings.model_name
     version = version_at_alias(client, name, alias)
+    if version is None and fallback is not None:
+        version = version_at_alias(client, name, fallback)
     if version is None:
         raise ModelNotFoundError(
             f"no model '{name}' at @{alias}; run `make train` to register a champion first"
@@ -170,9 +183,15 @@ def render(settings: Settings, alias: str = CHAMPION) -> str:
     choice = summary["thresholds"]
     aliases = sorted(getattr(version, "aliases", []) or [])
 
-    out: list[str] = [
-        f"# Model card: {name} v{version.version}",
-        "",
+    out: list[str] = [f"# Model card: {name} v{version.version}", ""]
+    if CHAMPION not in aliases:
+        out += [
+            f"> **Not in production.** This version is not @{CHAMPION}: its promotion was "
+            f"{tags.get('promotion.status', 'not attempted')} (gates below, under Lineage). "
+            "The scorer does not use it.",
+            "",
+        ]
+    out += [
         f"Generated by `fraud model-card` on {datetime.now(UTC).date().isoformat()} from the MLflow "
         "registry (version tags, run parameters and artifacts). Do not edit by hand; rerun "
         "`make train` or `fraud model-card`.",
@@ -314,8 +333,8 @@ def render(settings: Settings, alias: str = CHAMPION) -> str:
         "- Trained and evaluated on simulated transactions; figures on real traffic will differ. "
         "Re-run the evaluation on the bank's own history (`fraud backtest`) before relying on it.",
         "- The test period is short (days); metrics on rare scenarios rest on few cases.",
-        "- Fairness intervals treat transactions as independent; one customer's transactions are "
-        "correlated, so true uncertainty is larger. Groups marked 'too small' are not vouched for.",
+        "- Fairness groups marked 'too small' are not vouched for; a passing gate with a warning "
+        "means a gap larger than the band that this test period cannot tell from noise.",
         "- Fraud patterns drift: monitor score and feature distributions against "
         "`reference_distribution.json` and retrain on fresh labels regularly.",
         "- Thresholds trade precision against analyst workload; revisit them with the fraud team "

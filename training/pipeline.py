@@ -33,6 +33,9 @@ class TrainConfig:
     targets: PolicyTargets = field(default_factory=PolicyTargets)
     fairness_gate: FairnessGate = field(default_factory=FairnessGate)
     with_baseline: bool = True
+    # Hyper-parameters replacing the defaults of training.model, by model kind (small, fast
+    # models in tests; experiments). Recorded with the run.
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class TrainingOutcome:
     importance: pd.Series
     reference: dict[str, Any]
     targets_on_test: dict[str, Any]
+    dropped_features: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Everything a report or the registry needs, as plain JSON-able data."""
@@ -66,6 +70,7 @@ class TrainingOutcome:
             "fraud": {name: int(frame["is_fraud"].sum()) for name, frame in self.windows.items()},
             "feature_names": list(self.spec.names),
             "categorical_features": list(self.spec.categorical),
+            "dropped_features": self.dropped_features,
             "seed": self.config.seed,
             "thresholds": self.default.threshold_choice.to_dict(),
             "evaluation": self.default.evaluation,
@@ -97,7 +102,14 @@ def _fit_and_evaluate(
     names = list(spec.names)
     train = windows["train"]
     started = time.perf_counter()
-    model = fit_model(kind, train[names], train["is_fraud"], spec.categorical, config.seed)
+    model = fit_model(
+        kind,
+        train[names],
+        train["is_fraud"],
+        spec.categorical,
+        config.seed,
+        config.overrides.get(kind),
+    )
     fit_seconds = time.perf_counter() - started
     scores = {name: fraud_scores(model, windows[name][names]) for name in ("validation", "test")}
     choice = choose_thresholds(
@@ -124,6 +136,24 @@ def _check_windows(windows: dict[str, pd.DataFrame]) -> None:
             )
 
 
+def usable_features(spec: FeatureSpec, train: pd.DataFrame) -> tuple[FeatureSpec, list[str]]:
+    """The spec without features that are missing on every training row.
+
+    A history without coordinates, devices or countries (a minimal backtest file) leaves the
+    features derived from them empty; they carry nothing to learn from and are left out of the
+    model (and reported) rather than imputed.
+    """
+    empty = [name for name in spec.names if train[name].isna().all()]
+    if not empty:
+        return spec, []
+    kept = FeatureSpec(
+        names=tuple(n for n in spec.names if n not in empty),
+        categorical=tuple(n for n in spec.categorical if n not in empty),
+        protected=spec.protected,
+    )
+    return kept, empty
+
+
 def train_on_split(
     labelled: pd.DataFrame,
     split: TimeSplit,
@@ -136,6 +166,7 @@ def train_on_split(
     config = config or TrainConfig()
     windows = split_windows(labelled, split)
     _check_windows(windows)
+    spec, dropped = usable_features(spec, windows["train"])
     default = _fit_and_evaluate(DEFAULT_KIND, windows, spec, config)
     baseline = (
         _fit_and_evaluate(BASELINE_KIND, windows, spec, config) if config.with_baseline else None
@@ -146,7 +177,13 @@ def train_on_split(
     if groups is not None:
         test_groups = groups.loc[split.mask(labelled["timestamp"], "test")].reset_index(drop=True)
         alerted = default.scores["test"] >= default.threshold_choice.thresholds.review
-        fairness = audit(test["is_fraud"], alerted.astype(int), test_groups, config.fairness_gate)
+        fairness = audit(
+            test["is_fraud"],
+            alerted.astype(int),
+            test_groups,
+            config.fairness_gate,
+            clusters=test["customer_id"].astype("string").to_numpy(),
+        )
 
     coder = ReasonCoder(default.model, spec.names)
     sample = test[list(spec.names)]
@@ -177,4 +214,5 @@ def train_on_split(
             config.targets.decline_precision,
             config.targets.recall,
         ),
+        dropped_features=dropped,
     )

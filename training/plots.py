@@ -119,15 +119,19 @@ def feature_importance(importance: pd.Series, path: Path, top: int = 20) -> Path
 
 def fairness_plot(report: dict[str, Any], path: Path) -> Path:
     plt = _pyplot()
+    metric = report["gate"]["metric"]
     attributes = report["attributes"]
     fig, axes = plt.subplots(1, len(attributes), figsize=(5 * len(attributes), 4), squeeze=False)
     for ax, (name, result) in zip(axes[0], attributes.items(), strict=True):
-        groups = [row["group"] for row in result["groups"]]
-        fpr = [row["false_positive_rate"] for row in result["groups"]]
-        low = [row["false_positive_rate"] - row["fpr_ci95"][0] for row in result["groups"]]
-        high = [row["fpr_ci95"][1] - row["false_positive_rate"] for row in result["groups"]]
-        ax.bar(groups, fpr, yerr=[low, high], capsize=3)
-        ax.set(title=f"False-positive rate by {name}", ylabel="FPR (alerted legitimate)")
+        rows = result["groups"]
+        values = [row[metric] for row in rows]
+        intervals = [
+            row.get("gate_metric_ci95") or [v, v] for row, v in zip(rows, values, strict=True)
+        ]
+        low = [max(0.0, v - ci[0]) for v, ci in zip(values, intervals, strict=True)]
+        high = [max(0.0, ci[1] - v) for v, ci in zip(values, intervals, strict=True)]
+        ax.bar([row["group"] for row in rows], values, yerr=[low, high], capsize=3)
+        ax.set(title=f"{metric} by {name} (95% CI over customers)", ylabel=metric)
         ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

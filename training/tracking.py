@@ -244,8 +244,20 @@ def log_training_run(
         mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run,
     ):
         folder = Path(tmp)
-        params: dict[str, Any] = {f"model.{k}": v for k, v in model_params(DEFAULT_KIND).items()}
-        params.update({f"baseline.{k}": v for k, v in model_params(BASELINE_KIND).items()})
+        overrides = outcome.config.overrides
+        params: dict[str, Any] = {
+            f"model.{k}": v
+            for k, v in {**model_params(DEFAULT_KIND), **overrides.get(DEFAULT_KIND, {})}.items()
+        }
+        params.update(
+            {
+                f"baseline.{k}": v
+                for k, v in {
+                    **model_params(BASELINE_KIND),
+                    **overrides.get(BASELINE_KIND, {}),
+                }.items()
+            }
+        )
         params.update({f"split.{k}": v for k, v in outcome.split.as_dict().items()})
         params.update(
             {

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 CONFIG = TrainConfig(
     seed=2,
     with_baseline=False,
+    overrides={"hist_gradient_boosting": {"max_iter": 60}},
     fairness_gate=FairnessGate(min_ratio=0.0, max_ratio=float("inf"), min_expected_events=1),
 )
 

@@ -15,11 +15,12 @@ from training.results import dumps
 from training.split import default_split
 
 CONFIG = TrainConfig(seed=3, fairness_gate=FairnessGate(min_expected_events=5))
+SMALL = {"hist_gradient_boosting": {"max_iter": 60}}
 
 
 @pytest.fixture(scope="module")
 def labelled() -> pd.DataFrame:
-    return synthetic_labelled(days=40, per_day=400, seed=1)
+    return synthetic_labelled(days=40, per_day=250, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_same_data_and_seed_give_the_same_metrics(labelled, split):
         return dumps(summary)
 
     assert comparable(first) == comparable(second)
-    assert first.summary()["evaluation"]["test"]["average_precision"] > 0.1
+    assert first.summary()["evaluation"]["test"]["average_precision"] > 0.05  # fraud rate ~0.012
     np.testing.assert_array_equal(first.default.scores["test"], second.default.scores["test"])
     assert first.baseline is not None and second.baseline is not None
     np.testing.assert_array_equal(first.baseline.scores["test"], second.baseline.scores["test"])
@@ -51,7 +52,9 @@ def test_age_and_gender_change_no_score(labelled, split):
         birth_year=2005 - (customers["birth_year"] - 1940),
         gender=customers["gender"].map({"F": "M", "M": "F"}),
     )
-    config = TrainConfig(seed=3, with_baseline=False, fairness_gate=CONFIG.fairness_gate)
+    config = TrainConfig(
+        seed=3, with_baseline=False, fairness_gate=CONFIG.fairness_gate, overrides=SMALL
+    )
     original = train_on_split(
         labelled, split, SPEC, config, attach_groups(labelled, customers, split.test_from)
     )
@@ -81,7 +84,9 @@ def test_age_and_gender_change_no_score(labelled, split):
 
 
 def test_the_split_is_respected_by_the_windows(labelled, split):
-    outcome = train_on_split(labelled, split, SPEC, TrainConfig(with_baseline=False), None)
+    outcome = train_on_split(
+        labelled, split, SPEC, TrainConfig(with_baseline=False, overrides=SMALL), None
+    )
     train, validation, test = (outcome.windows[w] for w in ("train", "validation", "test"))
     assert train["timestamp"].max() + timedelta(days=7) <= validation["timestamp"].min()
     assert validation["timestamp"].max() + timedelta(days=7) <= test["timestamp"].min()
