@@ -58,7 +58,11 @@ class Prometheus:
             if result:
                 return result
             time.sleep(0.5)
-        raise AssertionError(f"no result for {expression} within {timeout_s} s")
+        targets = httpx.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"]
+        health = [
+            (t["labels"]["job"], t["health"], t["lastError"]) for t in targets["activeTargets"]
+        ]
+        raise AssertionError(f"no result for {expression} within {timeout_s} s; targets: {health}")
 
 
 @contextmanager
@@ -260,3 +264,42 @@ def test_prometheus_scrapes_the_lag_exporter_and_the_model_monitor(
     assert {r["metric"]["job"] for r in up} == {"fraud-lag", "fraud-monitor"}
     assert {g["name"] for g in rules} == {"fraud-worker", "fraud-lag", "fraud-model"}
     assert all(rule["health"] in ("ok", "unknown") for g in rules for rule in g["rules"])
+
+
+@pytest.mark.slow
+def test_prometheus_reads_a_running_workers_decision_counter(worker_env, consume_all, tmp_path):
+    """The worker (with a champion trained into a private MLflow store) scraped at its port."""
+    from simulator.bank import Bank
+    from simulator.live import LiveTraffic
+    from simulator.produce import produce_live
+
+    with worker_env.worker() as worker:
+        report = produce_live(
+            worker_env.stack.bootstrap,
+            LiveTraffic(Bank.build(400, 5), 5),
+            rate=200,
+            duration_s=2,
+            topic=worker_env.topics["transactions"],
+            truth_topic=worker_env.topics["truth"],
+        )
+        decisions = consume_all(worker_env.topics["decisions"], count=report.valid, timeout_s=90)
+        assert len(decisions) == report.valid > 0
+        with prometheus_server(tmp_path, {"fraud-worker": worker.port}) as prom:
+            (decided,) = prom.wait_for(
+                f'sum(fraud_decisions_total{{job="fraud-worker"}}) == {len(decisions)}'
+            )
+            by_tier = prom.query('sum by (decision) (fraud_decisions_total{job="fraud-worker"})')
+            (p99,) = prom.wait_for(
+                "histogram_quantile(0.99, sum by (le) "
+                '(fraud_event_to_decision_seconds_bucket{job="fraud-worker"}))'
+            )
+            (model,) = prom.wait_for('fraud_model_info{job="fraud-worker"}')
+
+    assert float(decided["value"][1]) == len(decisions)
+    tiers = {r["metric"]["decision"]: float(r["value"][1]) for r in by_tier}
+    assert tiers == {
+        tier: float(sum(d["decision"] == tier for d in decisions))
+        for tier in ("approve", "review", "decline")
+    }
+    assert 0 < float(p99["value"][1]) < 10
+    assert model["metric"]["version"] == worker_env.champion.version
