@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from stream.kafka_io import make_consumer, make_producer
-from tests.stack import ROOT, Stack, kafka_version
+from tests.stack import Stack, kafka_version
 
 pytestmark = pytest.mark.integration
+
+
+def _listening_pid(port: int) -> int:
+    """The pid of the process listening on a loopback port (via `ss`, from iproute2)."""
+    out = subprocess.run(
+        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"pid=(\d+)", out)
+    assert match, f"nothing listens on port {port}: {out!r}"
+    return int(match.group(1))
 
 
 def test_broker_is_apache_kafka_from_the_pinned_jars(stack: Stack) -> None:
     if stack.kind != "local":
         pytest.skip("container path: the image tag pins the version")
-    pid = (ROOT / ".state" / "pids" / "kafka.pid").read_text().strip()
+    pid = _listening_pid(int(stack.bootstrap.rsplit(":", 1)[1]))
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert b"kafka.Kafka" in cmdline
     classpath = cmdline[cmdline.index(b"-cp") + 1].decode()
     assert f"libs-{kafka_version()}" in classpath
+    assert any(
+        Path(jar).name == f"kafka_2.13-{kafka_version()}.jar"
+        for jar in Path(classpath.removesuffix("/*")).glob("kafka_2.13-*.jar")
+    )
 
 
 def test_produce_and_consume_keeps_each_key_on_one_partition(stack, topic_factory, unique_name):
