@@ -59,6 +59,8 @@ def _iso(seconds: float) -> str:
 def test_one_shot_report_joins_labels_and_measures_drift(
     stack: Stack, topic_factory: Callable[..., str], tmp_path, monkeypatch
 ):
+    # MLflow exports the URI of the last store a test opened; this test wants its own store.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     version = register_version_with_reference(tmp_path / "state")
     decisions, feedback = topic_factory("mon-decisions"), topic_factory("mon-feedback")
     producer = make_producer(stack.bootstrap)
@@ -102,7 +104,6 @@ def test_one_shot_report_joins_labels_and_measures_drift(
         "FRAUD_TOPIC_FEEDBACK": feedback,
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     from fraud.cli import _register_commands, app
 
     _register_commands()
