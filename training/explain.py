@@ -42,7 +42,7 @@ class ReasonCoder:
         """SHAP values, one row per transaction, columns in `feature_names` order."""
         frame = X[self.feature_names]
         if self._forest is not None:
-            return treeshap.shap_values(self._forest, treeshap.encode_rows(self.model, frame))
+            return treeshap.shap_values(self._forest, treeshap.encode_rows(self._forest, frame))
         values = self._explainer.shap_values(frame, check_additivity=False)
         values = np.asarray(values, dtype=float)
         if values.ndim == 3:  # (rows, features, classes): keep the fraud class
