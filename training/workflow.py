@@ -165,7 +165,8 @@ def backtest_window_split(
         raise ValidationError(
             f"--test-from {test_from} is less than the label delay ({label_delay.days} days) "
             f"after the end of --train-to {train_to}: labels of the last training days would "
-            "not have arrived when the test period starts",
+            "not have arrived when the test period starts; the earliest test day is "
+            f"{(train_end + pd.Timedelta(label_delay)).date().isoformat()}",
             field="test_from",
             rule="gap",
         )
