@@ -70,15 +70,18 @@ def mlflow_check(ctx: typer.Context) -> None:
 def _register_commands() -> None:
     """Subcommands owned by the other packages."""
     from simulator import cli as simulator_cli
+    from stream import bench_cli, feedback_cli, ops_cli
     from stream import cli as stream_cli
-    from stream import feedback_cli, ops_cli
     from training import cli as training_cli
+    from training import retrain_cli
 
     simulator_cli.register(app)
     stream_cli.register(app)
     ops_cli.register(app)
     feedback_cli.register(app)
     training_cli.register(app)
+    retrain_cli.register(app)
+    bench_cli.register(app)
 
 
 def run() -> None:

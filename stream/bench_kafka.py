@@ -1,0 +1,286 @@
+"""Kafka plumbing of the benchmark: private topics, pre-loading, paced sending, reading results.
+
+Events come from the simulator's live traffic and are generated before any clock starts; only
+the timestamp is stamped at sending time, so the benchmark process spends as little CPU as
+possible while the worker under test runs beside it on the same cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from simulator.live import LiveTraffic, iso_timestamp
+from stream.kafka_io import ensure_topics, make_admin, make_consumer, make_producer
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Offsets = dict[int, int]
+T = TypeVar("T")
+TOPIC_KINDS = ("transactions", "decisions", "alerts", "feedback", "dead_letter", "truth")
+MAX_SEND_BATCH_S = 0.02  # at most this much of the schedule goes out in one burst
+
+
+@dataclass(frozen=True)
+class BenchTopics:
+    """One set of topic names, unique to a benchmark run (or a trial within it)."""
+
+    transactions: str
+    decisions: str
+    alerts: str
+    feedback: str
+    dead_letter: str
+    truth: str
+
+    @classmethod
+    def unique(cls, run_id: str, trial: str) -> BenchTopics:
+        names = {kind: f"bench-{run_id}-{trial}-{kind.replace('_', '-')}" for kind in TOPIC_KINDS}
+        return cls(**names)
+
+    def with_outputs(self, trial: str, run_id: str) -> BenchTopics:
+        """Same input topic, fresh output topics (another worker re-reading the same events)."""
+        fresh = BenchTopics.unique(run_id, trial)
+        return BenchTopics(
+            transactions=self.transactions,
+            decisions=fresh.decisions,
+            alerts=fresh.alerts,
+            feedback=fresh.feedback,
+            dead_letter=fresh.dead_letter,
+            truth=fresh.truth,
+        )
+
+    def names(self) -> list[str]:
+        return [getattr(self, kind) for kind in TOPIC_KINDS]
+
+    def env(self) -> dict[str, str]:
+        """The worker's FRAUD_TOPIC_* variables."""
+        return {f"FRAUD_TOPIC_{kind.upper()}": getattr(self, kind) for kind in TOPIC_KINDS}
+
+
+class TopicLedger:
+    """Creates topics and remembers them, so that everything a run created is deleted."""
+
+    def __init__(self, bootstrap: str, partitions: int) -> None:
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.created: list[str] = []
+
+    def create(self, names: Iterable[str]) -> None:
+        wanted = [name for name in names if name not in self.created]
+        ensure_topics(self.bootstrap, wanted, self.partitions)
+        self.created.extend(wanted)
+
+    def delete_all(self) -> None:
+        if not self.created:
+            return
+        admin = make_admin(self.bootstrap)  # kept alive until every future has resolved
+        futures = admin.delete_topics(self.created, operation_timeout=15)
+        for name, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                log.warning("could not delete benchmark topic %s: %s", name, exc)
+        self.created = []
+
+
+def generate_events(traffic: LiveTraffic, count: int, batch: int = 2_000) -> list[Event]:
+    """`count` live events (timestamps are replaced when sent)."""
+    events: list[Event] = []
+    while len(events) < count:
+        chunk, _truth = traffic.next_batch(min(batch, count - len(events)), time.time())
+        events.extend(chunk)
+    return events
+
+
+def bench_producer(bootstrap: str) -> Producer:
+    return make_producer(bootstrap, {"queue.buffering.max.messages": 1_000_000})
+
+
+def send(producer: Producer, topic: str, key: bytes | str | None, value: bytes) -> None:
+    """produce(), waiting for room when the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:  # local queue full: let librdkafka drain it
+            producer.poll(0.05)
+
+
+def preload(producer: Producer, topic: str, events: list[Event], batch: int = 2_000) -> float:
+    """Send every event as fast as possible (stamped when sent); returns the seconds taken."""
+    began = time.perf_counter()
+    for start in range(0, len(events), batch):
+        stamp = iso_timestamp(time.time())
+        for event in events[start : start + batch]:
+            event["timestamp"] = stamp
+            send(producer, topic, event["card_id"], orjson.dumps(event))
+        producer.poll(0)
+    flush(producer)
+    return time.perf_counter() - began
+
+
+@dataclass(frozen=True)
+class PacedRun:
+    sent: int
+    start: float  # epoch seconds
+    end: float
+
+
+def send_paced(
+    producer: Producer, topic: str, events: list[Event], rate: float, duration_s: float
+) -> PacedRun:
+    """Event i is due at i / rate seconds; a late tick sends what is due (up to 20 ms worth),
+    so short stalls are caught up instead of lowering the rate. Stops after `duration_s`."""
+    total = min(len(events), max(1, round(rate * duration_s)))
+    burst = max(1, int(rate * MAX_SEND_BATCH_S))
+    sent = 0
+    start_wall, start = time.time(), time.monotonic()
+    while sent < total:
+        elapsed = time.monotonic() - start
+        if elapsed >= duration_s:
+            break
+        due = min(total, int(elapsed * rate) + 1) - sent
+        if due <= 0:
+            time.sleep(min(0.002, (sent + 1) / rate - elapsed))
+            continue
+        stamp = iso_timestamp(time.time())
+        for event in events[sent : sent + min(due, burst)]:
+            event["timestamp"] = stamp
+            send(producer, topic, event["card_id"], orjson.dumps(event))
+        sent += min(due, burst)
+        producer.poll(0)
+    end = start_wall + (time.monotonic() - start)
+    flush(producer)
+    return PacedRun(sent, start_wall, end)
+
+
+def flush(producer: Producer) -> None:
+    remaining = producer.flush(60)
+    if remaining:
+        raise KafkaException(f"{remaining} benchmark events still unsent after 60 s")
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def offset_probe(bootstrap: str) -> Consumer:
+    """A consumer used only to ask the broker for log-end offsets (never subscribes)."""
+    return make_consumer(bootstrap, f"bench-probe-{uuid.uuid4().hex[:8]}")
+
+
+def end_offsets(probe: Consumer, topic: str) -> Offsets:
+    metadata = probe.list_topics(topic, timeout=10).topics[topic]
+    offsets: Offsets = {}
+    for partition in metadata.partitions:
+        _low, high = probe.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=10, cached=False
+        )
+        offsets[partition] = int(high)
+    return offsets
+
+
+def records_between(start: Offsets, end: Offsets) -> int:
+    return sum(end[p] - start.get(p, 0) for p in end)
+
+
+def wait_for_records(
+    probe: Consumer,
+    topics: list[str],
+    starts: list[Offsets],
+    expected: int,
+    stall_s: float,
+    on_poll: Callable[[int], None] | None = None,
+    interval_s: float = 0.25,
+    deadline_s: float | None = None,
+) -> int:
+    """Poll log-end offsets until `expected` records arrived across `topics` (summed), none
+    arrived for `stall_s` seconds, or `deadline_s` passed; returns the count reached."""
+    count, last_change, last_count = 0, time.monotonic(), -1
+    deadline = None if deadline_s is None else time.monotonic() + deadline_s
+    while True:
+        count = sum(
+            records_between(start, end_offsets(probe, topic))
+            for topic, start in zip(topics, starts, strict=True)
+        )
+        if on_poll is not None:
+            on_poll(count)
+        if count != last_count:
+            last_change, last_count = time.monotonic(), count
+        now = time.monotonic()
+        if count >= expected or now - last_change > stall_s or (deadline and now > deadline):
+            return count
+        time.sleep(interval_s)
+
+
+def read_records(
+    bootstrap: str, topic: str, start: Offsets, end: Offsets, parse: Callable[[bytes], T]
+) -> list[T]:
+    """parse(value) of every record between two offset snapshots of `topic`."""
+    consumer = make_consumer(bootstrap, f"bench-reader-{uuid.uuid4().hex[:8]}")
+    wanted = {p: end[p] for p in end if end[p] > start.get(p, 0)}
+    consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in wanted])
+    remaining = records_between({p: start.get(p, 0) for p in wanted}, wanted)
+    parsed: list[T] = []
+    deadline = time.monotonic() + 120
+    try:
+        while remaining > 0 and time.monotonic() < deadline:
+            for message in consumer.consume(5_000, timeout=1.0):
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                offset, value = message.offset() or 0, message.value() or b""
+                if offset >= wanted.get(message.partition() or 0, 0):
+                    continue
+                parsed.append(parse(value))
+                remaining -= 1
+    finally:
+        consumer.close()
+    return parsed
+
+
+@dataclass(frozen=True)
+class DecisionTimes:
+    decided_at: list[float]  # epoch seconds
+    latency_ms: list[float]
+
+
+def read_decisions(bootstrap: str, topic: str, start: Offsets, end: Offsets) -> DecisionTimes:
+    """decided_at and latency_ms of the decisions between two offset snapshots."""
+    instants: dict[str, float] = {}  # one decided_at per micro-batch: parse each once
+
+    def parse(value: bytes) -> tuple[float, float]:
+        record = orjson.loads(value)
+        stamp = record["decided_at"]
+        if stamp not in instants:
+            instants[stamp] = datetime.fromisoformat(stamp).timestamp()
+        return instants[stamp], float(record["latency_ms"])
+
+    pairs = read_records(bootstrap, topic, start, end, parse)
+    return DecisionTimes([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+def read_dead_letter_reasons(
+    bootstrap: str, topic: str, start: Offsets, end: Offsets
+) -> dict[str, int]:
+    """How many dead letters per reason, with the first error message of each reason."""
+
+    def parse(value: bytes) -> tuple[str, str]:
+        record = orjson.loads(value)
+        return str(record.get("reason")), str(record.get("error"))[:300]
+
+    counts: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    for reason, error in read_records(bootstrap, topic, start, end, parse):
+        counts[reason] = counts.get(reason, 0) + 1
+        examples.setdefault(reason, error)
+    for reason, error in examples.items():
+        log.warning("dead letters (%s), e.g.: %s", reason, error)
+    return counts
