@@ -7,7 +7,7 @@ FRAUD := $(VENV)/bin/fraud
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services services-down test test-unit lint lock simulate produce
+.PHONY: help setup services services-down test test-unit lint lock simulate produce train worker lag monitor analyst bench bench-features bench-simulator
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,3 +45,27 @@ simulate: setup ## Write the default simulated history to data/history (5,000 cu
 
 produce: setup ## Publish live simulated traffic to `transactions` (RATE=2000 DURATION=10)
 	$(FRAUD) produce --rate $${RATE:-2000} --duration $${DURATION:-10}
+
+train: services ## Simulate the default history if missing, validate, train, evaluate, register, promote, write model_card.md
+	$(FRAUD) train
+
+worker: services ## Run one scoring worker (Ctrl-C to stop); start more in other terminals to scale out
+	$(FRAUD) worker
+
+lag: setup ## Consumer lag of the scorer's group, per partition, with status (refreshes; Ctrl-C to stop)
+	$(FRAUD) lag --watch
+
+monitor: setup ## Live precision/recall per model version and score/feature drift (PSI), printed once
+	$(FRAUD) monitor
+
+analyst: setup ## Simulated analysts: label alerts from ground truth, send chargebacks for approved frauds
+	$(FRAUD) analyst
+
+bench: services ## End-to-end benchmark: worker throughput and latency vs. the lab's HTTP design and a bare Kafka loop
+	$(FRAUD) bench
+
+bench-features: setup ## Feature replay speed (training sets) and the Redis store path
+	$(PY) -m training.bench_replay --rows 1000000
+
+bench-simulator: setup ## History generation speed and memory (1 million rows)
+	$(PY) -m simulator.bench
