@@ -128,10 +128,20 @@ def card_kernel(ts, amount, terminal, country, device, lat, lon, group_start, po
 
 
 @njit(cache=True)
-def terminal_kernel(
-    ts, group_start, positions, stored_counts, fraud_ts, fraud_known_at, fraud_low, fraud_high, out
-):  # type: ignore[no-untyped-def]
+def terminal_kernel(  # type: ignore[no-untyped-def]
+    ts,
+    group_start,
+    positions,
+    stored_counts,
+    label_delay,
+    fraud_ts,
+    fraud_known_at,
+    fraud_low,
+    fraud_high,
+    out,
+):
     n_windows = len(TERMINAL_WINDOW_US)
+    frauds = np.zeros(n_windows)
     for p in range(positions.size):
         k = positions[p]
         start = group_start[k]
@@ -139,14 +149,26 @@ def terminal_kernel(
         end = k
         while end > start and ts[end - 1] >= t:
             end -= 1
+        horizon = t - label_delay  # the after-delay windows end here (exclusive)
+        horizon_end = start + np.searchsorted(ts[start:end], horizon)
         for w in range(n_windows):
-            since = t - TERMINAL_WINDOW_US[w]
-            count = stored_counts[p, w] + end - (start + np.searchsorted(ts[start:end], since))
-            frauds = 0
-            i = fraud_low[p] + np.searchsorted(fraud_ts[fraud_low[p] : fraud_high[p]], since)
-            while i < fraud_high[p] and fraud_ts[i] < t:
-                if fraud_known_at[i] <= t:
-                    frauds += 1
-                i += 1
-            out[p, w] = count
-            out[p, n_windows + w] = frauds / count if count > 0 else np.nan
+            width = TERMINAL_WINDOW_US[w]
+            recent = end - (start + np.searchsorted(ts[start:end], t - width))
+            delayed = horizon_end - (
+                start + np.searchsorted(ts[start:horizon_end], horizon - width)
+            )
+            out[p, w] = stored_counts[p, w] + recent
+            out[p, n_windows + w] = stored_counts[p, n_windows + w] + delayed
+        frauds[:] = 0.0
+        low, high = fraud_low[p], fraud_high[p]
+        i = low + np.searchsorted(fraud_ts[low:high], horizon - TERMINAL_LOOKBACK_US)
+        while i < high and fraud_ts[i] < horizon:
+            if fraud_known_at[i] <= t:
+                age = horizon - fraud_ts[i]  # > 0; inside window w when age <= its width
+                for w in range(n_windows):
+                    if age <= TERMINAL_WINDOW_US[w]:
+                        frauds[w] += 1.0
+            i += 1
+        for w in range(n_windows):
+            count = out[p, n_windows + w]
+            out[p, 2 * n_windows + w] = frauds[w] / count if count > 0 else np.nan

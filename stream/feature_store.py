@@ -1,6 +1,10 @@
 """Feature state stores: `InMemoryFeatureStore` and `RedisFeatureStore`, one interface.
 
-    store = RedisFeatureStore(redis.Redis.from_url(settings.redis_url))
+    store = RedisFeatureStore(
+        redis.Redis.from_url(settings.redis_url),
+        settings.redis_prefix,
+        label_delay=timedelta(days=settings.label_delay_days),  # the model's training delay
+    )
     features = store.process_batch(events)   # one dict per event, FEATURE_NAMES keys
     store.apply_labels(feedback)             # analyst labels -> terminal fraud rates
     default_features(event)                  # no history: degraded mode when Redis is down
@@ -23,7 +27,7 @@ import numpy as np
 
 from stream.feature_encoding import FloatArray, IntArray
 from stream.feature_store_base import (
-    STATE_TTL,
+    DEFAULT_LABEL_DELAY,
     STATE_VERSION,
     Features,
     FeatureStore,
@@ -31,28 +35,28 @@ from stream.feature_store_base import (
     ParsedLabel,
     StoredState,
     parse_labels,
+    state_ttl,
     terminal_cutoffs,
 )
 from stream.feature_store_redis import RedisFeatureStore
 from stream.features import (
     CARD_EVENT_DTYPE,
-    TERMINAL_WINDOWS,
     BatchResult,
     EventColumns,
     features_without_history,
 )
 
 __all__ = [
-    "STATE_TTL",
+    "DEFAULT_LABEL_DELAY",
     "STATE_VERSION",
     "FeatureStore",
     "InMemoryFeatureStore",
     "RedisFeatureStore",
     "default_features",
     "parse_labels",
+    "state_ttl",
 ]
 
-_TTL_US = STATE_TTL // timedelta(microseconds=1)
 _LAST_TS = struct.Struct("<q")  # ts is the first field of a CARD_EVENT_DTYPE row
 
 
@@ -65,10 +69,12 @@ class InMemoryFeatureStore(FeatureStore):
     """State in process memory, with the results of RedisFeatureStore; for tests and tools.
 
     Expiry follows event time (the only clock of a replay): what Redis would have expired after
-    STATE_TTL is dropped here too.
+    `state_ttl(label_delay)` is dropped here too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, label_delay: timedelta = DEFAULT_LABEL_DELAY) -> None:
+        super().__init__(label_delay)
+        self._ttl_us = state_ttl(label_delay) // timedelta(microseconds=1)
         self._transactions: dict[str, tuple[int, str, FloatArray]] = {}
         self._expiry: deque[tuple[int, str]] = deque()
         self._cards: dict[str, bytes] = {}
@@ -84,19 +90,27 @@ class InMemoryFeatureStore(FeatureStore):
             record = self._transactions.get(columns.transaction_id[row])
             if record is not None:
                 known[columns.transaction_id[row]] = record[2]
-        counts = np.zeros((len(row_list), len(TERMINAL_WINDOWS)))
-        for index, (row, t) in enumerate(zip(row_list, columns.ts[rows].tolist(), strict=True)):
+        offsets = self._count_offsets
+        no_history = [0] * len(offsets)
+        counts: list[list[int]] = []
+        for row, t in zip(row_list, columns.ts[rows].tolist(), strict=True):
             times = self._terminal_times.get(columns.terminal_id[row])
-            if times:
-                end = bisect.bisect_left(times, t)
-                for w, (_, width) in enumerate(TERMINAL_WINDOWS):
-                    counts[index, w] = end - bisect.bisect_left(times, t - width, 0, end)
+            if not times:
+                counts.append(no_history)
+                continue
+            row_counts = []
+            high, high_end = 0, -1
+            for start, end in offsets:
+                if end != high_end:  # windows sharing an end share its search
+                    high, high_end = bisect.bisect_left(times, t - end), end
+                row_counts.append(high - bisect.bisect_left(times, t - start, 0, high))
+            counts.append(row_counts)
         cards = {columns.card_id[row] for row in row_list}
         terminals = {columns.terminal_id[row] for row in row_list}
         return StoredState(
             known=known,
             card_history={card: self._cards[card] for card in cards if card in self._cards},
-            terminal_counts=counts,
+            terminal_counts=np.array(counts, dtype=np.float64).reshape(len(row_list), len(offsets)),
             terminal_labels={t: self._labels[t] for t in terminals if t in self._labels},
         )
 
@@ -112,7 +126,7 @@ class InMemoryFeatureStore(FeatureStore):
             self._expiry.append((ts, transaction_id))
             self._newest = max(self._newest, ts)
             bisect.insort(self._terminal_times.setdefault(terminal, []), ts)
-        for terminal, cutoff in terminal_cutoffs(columns, rows).items():
+        for terminal, cutoff in terminal_cutoffs(columns, rows, self._retention_us).items():
             times = self._terminal_times[terminal]
             del times[: bisect.bisect_left(times, cutoff)]
             entries = self._labels.get(terminal, {})
@@ -121,7 +135,7 @@ class InMemoryFeatureStore(FeatureStore):
         self._expire(len(rows))
 
     def _expire(self, written: int) -> None:
-        cutoff = self._newest - _TTL_US
+        cutoff = self._newest - self._ttl_us
         while self._expiry and self._expiry[0][0] < cutoff:
             _, transaction_id = self._expiry.popleft()
             self._transactions.pop(transaction_id, None)

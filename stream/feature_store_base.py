@@ -5,10 +5,16 @@ features of events never seen before with `stream.features.batch_features` (the 
 training replay uses), write the new state. Each processed transaction leaves a record (time,
 terminal, features) that expires with the state: a replayed event gets its recorded features
 back and is not counted again, and `apply_labels` finds the transaction's terminal and time in it.
+
+A store computes the terminal features after a label delay (see stream/features.py), so it is
+built with the label delay of the training run behind the model it serves, and keeps each
+terminal's transactions, labels and transaction records for that delay + the longest terminal
+window + a day (`state_ttl`), at least as long as the 30-day card lookback + a day.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from fraud.errors import ValidationError
+from fraud.errors import ConfigError, ValidationError
+from fraud.settings import Settings
 from stream.feature_encoding import FloatArray, IntArray, columns_from_events, timestamp_us
 from stream.features import (
+    CARD_LOOKBACK_US,
     DAY_US,
     TERMINAL_LOOKBACK_US,
     BatchResult,
@@ -28,11 +36,14 @@ from stream.features import (
     batch_features,
     feature_dicts,
     features_without_history,
+    terminal_count_offsets,
 )
 
-STATE_VERSION = 1  # bump when the layout of stored state changes; old keys then expire unused
-STATE_TTL = timedelta(days=31)  # longest window (30 d) + a day for late events and labels
-TERMINAL_RETENTION_US = TERMINAL_LOOKBACK_US + DAY_US
+# v2: transaction records hold the after-delay terminal features (9 terminal columns, not 6).
+STATE_VERSION = 2  # bump when the layout of stored state changes; old keys then expire unused
+# The delay training assumes when nothing else is said: Settings' default, one source of truth.
+DEFAULT_LABEL_DELAY = timedelta(days=Settings.model_fields["label_delay_days"].default)
+_ONE_US = timedelta(microseconds=1)
 LABELS = {"fraud": 1, "legit": 0}
 
 Features = dict[str, float | None]
@@ -69,18 +80,56 @@ def parse_labels(labels: Sequence[Mapping[str, Any]]) -> dict[str, ParsedLabel]:
     return latest
 
 
+def checked_label_delay(label_delay: timedelta) -> timedelta:
+    """`label_delay` if it is a non-negative timedelta, else ConfigError."""
+    if not isinstance(label_delay, timedelta) or label_delay < timedelta(0):
+        raise ConfigError(
+            f"label_delay must be a non-negative timedelta (e.g. "
+            f"timedelta(days=settings.label_delay_days)), got {label_delay!r}"
+        )
+    return label_delay
+
+
+def terminal_retention_us(label_delay: timedelta) -> int:
+    """How far back of its newest transaction a terminal's state reaches: the label delay, the
+    longest terminal window, and a day for late events."""
+    return checked_label_delay(label_delay) // _ONE_US + TERMINAL_LOOKBACK_US + DAY_US
+
+
+def state_ttl(label_delay: timedelta = DEFAULT_LABEL_DELAY) -> timedelta:
+    """How long stored state must live: the terminal retention, and at least the card lookback
+    + a day. Transaction records live as long, since a label may matter until its transaction
+    leaves the longest after-delay window."""
+    longest_us = max(terminal_retention_us(label_delay), CARD_LOOKBACK_US + DAY_US)
+    return timedelta(seconds=math.ceil(longest_us / 1_000_000))
+
+
 @dataclass
 class StoredState:
     """What a store read for a batch; the rows of terminal_counts follow the rows read."""
 
     known: dict[str, FloatArray]  # transaction_id -> recorded features
     card_history: dict[str, bytes]  # packed CARD_EVENT_DTYPE rows
-    terminal_counts: FloatArray  # stored transactions per TERMINAL_WINDOWS window
+    terminal_counts: FloatArray  # stored transactions per `terminal_count_offsets` window
     terminal_labels: dict[str, dict[str, LabelEntry]]  # terminal -> transaction -> label
 
 
 class FeatureStore(ABC):
-    """The interface of InMemoryFeatureStore and RedisFeatureStore."""
+    """The interface of InMemoryFeatureStore and RedisFeatureStore.
+
+    `label_delay` is part of the feature definition: pass the one the model was trained with.
+    """
+
+    def __init__(self, label_delay: timedelta = DEFAULT_LABEL_DELAY) -> None:
+        self._label_delay = checked_label_delay(label_delay)
+        self._label_delay_us = label_delay // _ONE_US
+        self._count_offsets = terminal_count_offsets(self._label_delay_us)
+        self._retention_us = terminal_retention_us(label_delay)
+
+    @property
+    def label_delay(self) -> timedelta:
+        """The delay before which terminal fraud-rate windows end (see stream/features.py)."""
+        return self._label_delay
 
     def process_batch(self, events: Sequence[Mapping[str, Any]]) -> list[Features]:
         """Features of each event in order, from strictly earlier events; then update the state.
@@ -106,6 +155,7 @@ class FeatureStore(ABC):
                 state.card_history,
                 state.terminal_counts[is_new],
                 _frauds_by_terminal(state.terminal_labels),
+                label_delay_us=self._label_delay_us,
             )
             self._write(columns, rows[is_new], result, state)
         if result is not None and len(rows) == len(columns) and is_new.all():
@@ -119,8 +169,11 @@ class FeatureStore(ABC):
     def apply_labels(self, labels: Sequence[Mapping[str, Any]]) -> int:
         """Record confirmed labels for the terminal fraud-rate features.
 
-        A label counts from its labelled_at on. Per transaction the latest label wins; labels of
-        unknown (or expired) transactions are ignored. Returns how many labels are now in effect.
+        A label counts from its labelled_at on, and only in windows that end the label delay
+        before the scored transaction (so a label arriving sooner than the delay changes no
+        feature before training would know it too). Per transaction the latest label wins;
+        labels of unknown (or expired) transactions are ignored. Returns how many labels are
+        now in effect.
         """
         parsed = parse_labels(labels)
         return self._write_labels(list(parsed.values())) if parsed else 0
@@ -163,10 +216,11 @@ def _frauds_by_terminal(
     return frauds
 
 
-def terminal_cutoffs(columns: EventColumns, rows: IntArray) -> dict[str, int]:
-    """Per terminal of the batch: transactions before this time are past every window."""
+def terminal_cutoffs(columns: EventColumns, rows: IntArray, retention_us: int) -> dict[str, int]:
+    """Per terminal of the batch: transactions before this time are past every window
+    (`retention_us` before its newest transaction, see terminal_retention_us)."""
     newest: dict[str, int] = {}
     for row, ts in zip(rows.tolist(), columns.ts[rows].tolist(), strict=True):
         terminal = columns.terminal_id[row]
         newest[terminal] = max(ts, newest.get(terminal, ts))
-    return {terminal: ts - TERMINAL_RETENTION_US for terminal, ts in newest.items()}
+    return {terminal: ts - retention_us for terminal, ts in newest.items()}

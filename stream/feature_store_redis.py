@@ -2,12 +2,13 @@
 
 One round trip reads a batch's state and one writes it back, each a Lua script: a script runs
 its many small commands inside Redis (redis-py spends tens of microseconds per pipelined
-command, which at ~9 commands per event would dominate the batch) and a script is atomic, so a
+command, which at ~12 commands per event would dominate the batch) and a script is atomic, so a
 crash never leaves a transaction recorded without its state update or the other way round.
 The labels path (apply_labels) is one lookup and one script.
 
-Keys, all under `<prefix>:features:v<STATE_VERSION>:` and expiring STATE_TTL after their last
-write: `card:<card_id>` packed CARD_EVENT_DTYPE rows; `term:<terminal_id>` sorted set of the
+Keys, all under `<prefix>:features:v<STATE_VERSION>:` and expiring `state_ttl(label_delay)`
+after their last write (label delay + 28 d + 1 d: 36 days at the default 7-day delay):
+`card:<card_id>` packed CARD_EVENT_DTYPE rows; `term:<terminal_id>` sorted set of the
 terminal's transactions by time (members are transaction keys, so workers sharing a terminal add
 idempotently); `tlabel:<terminal_id>` hash of its labels; `tx:<transaction_id>` the record.
 card_id is already a token (the store refuses anything that looks like a card number).
@@ -25,19 +26,19 @@ import numpy as np
 from fraud.errors import ConfigError
 from stream.feature_encoding import FloatArray, IntArray
 from stream.feature_store_base import (
-    STATE_TTL,
+    DEFAULT_LABEL_DELAY,
     STATE_VERSION,
     FeatureStore,
     LabelEntry,
     ParsedLabel,
     StoredState,
+    state_ttl,
     terminal_cutoffs,
 )
-from stream.features import FEATURE_NAMES, TERMINAL_WINDOWS, BatchResult, EventColumns
+from stream.features import FEATURE_NAMES, BatchResult, EventColumns
 
 _N_FEATURES = len(FEATURE_NAMES)
 _RECORD_HEADER = struct.Struct("<q")
-_WINDOWS = ",".join(str(width) for _, width in TERMINAL_WINDOWS)
 
 # Names travel length-prefixed ("<bytes>:<name>", binary safe) in a few arguments and the scripts
 # build the keys: per-argument overhead in redis-py, not Redis, limits a batch otherwise. (Keys
@@ -62,8 +63,9 @@ local function joined(items)
 end
 """
 
-# ARGV: prefix, transactions, cards, terminals (length-prefixed), window widths ("w,w,w"),
-# each event's terminal number ("i,i,...") and time ("t,t,..."). Returns the numbers of the
+# ARGV: prefix, transactions, cards, terminals (length-prefixed), the count windows as
+# microseconds before t ("start:end,start:end,...", each counting [t - start, t - end)), each
+# event's terminal number ("i,i,...") and time ("t,t,..."). Returns the numbers of the
 # transactions already recorded and their records, the card states (length-prefixed, empty
 # when none), the numbers of terminals with labels and their label hashes, and the counts.
 _READ_LUA = (
@@ -81,16 +83,20 @@ for i = 1, #terminals do
   local entries = redis.call('HGETALL', prefix .. 'tlabel:' .. terminals[i])
   if #entries > 0 then labelled[#labelled + 1] = i; labels[#labels + 1] = entries end
 end
-local widths, event_terminal = {}, {}
-for width in string.gmatch(ARGV[5], '[^,]+') do widths[#widths + 1] = tonumber(width) end
+local starts, ends, event_terminal = {}, {}, {}
+for first, last in string.gmatch(ARGV[5], '(%d+):(%d+)') do
+  starts[#starts + 1] = tonumber(first); ends[#ends + 1] = tonumber(last)
+end
 for index in string.gmatch(ARGV[6], '[^,]+') do event_terminal[#event_terminal + 1] = tonumber(index) end
 local event = 0
 for t in string.gmatch(ARGV[7], '[^,]+') do
   event = event + 1
   local key = prefix .. 'term:' .. terminals[event_terminal[event]]
   local now = tonumber(t)
-  for w = 1, #widths do
-    counts[#counts + 1] = redis.call('ZCOUNT', key, string.format('%d', now - widths[w]), '(' .. t)
+  for w = 1, #starts do
+    local lower = string.format('%d', now - starts[w])
+    local upper = ends[w] == 0 and t or string.format('%d', now - ends[w])
+    counts[#counts + 1] = redis.call('ZCOUNT', key, lower, '(' .. upper)
   end
 end
 return {seen, records, joined(states), labelled, labels, table.concat(counts, ',')}
@@ -150,16 +156,35 @@ return applied
 
 class RedisFeatureStore(FeatureStore):
     """Feature state in Redis; see the module docstring. Redis failures raise redis.RedisError
-    (the scorer then falls back to `default_features`)."""
+    (the scorer then falls back to `default_features`).
 
-    def __init__(self, client: Any, prefix: str = "fraud", *, ttl: timedelta = STATE_TTL) -> None:
+    `label_delay` must be the one the served model was trained with (stream/features.py);
+    `ttl` defaults to `state_ttl(label_delay)` and may only be longer.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "fraud",
+        *,
+        label_delay: timedelta = DEFAULT_LABEL_DELAY,
+        ttl: timedelta | None = None,
+    ) -> None:
+        super().__init__(label_delay)
         if not prefix or any(char.isspace() for char in prefix):
             raise ConfigError(f"Redis key prefix must be non-empty without spaces, got {prefix!r}")
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ConfigError("RedisFeatureStore needs a client with decode_responses=False")
+        needed = state_ttl(label_delay)
+        if ttl is not None and ttl < needed:
+            raise ConfigError(
+                f"ttl {ttl} is shorter than the {needed} the features need with label_delay "
+                f"{label_delay} (delay + 28-day window + 1 day); leave ttl unset"
+            )
         self._client = client
         self._base = f"{prefix}:features:v{STATE_VERSION}:"
-        self._ttl = int(ttl.total_seconds())
+        self._ttl = int((ttl or needed).total_seconds())
+        self._windows = ",".join(f"{start}:{end}" for start, end in self._count_offsets)
         # register_script only hashes the source; scripts load on first use.
         self._read_script = client.register_script(_READ_LUA)
         self._write_script = client.register_script(_WRITE_LUA)
@@ -169,6 +194,11 @@ class RedisFeatureStore(FeatureStore):
     def key_prefix(self) -> str:
         """Every key of this store starts with this."""
         return self._base
+
+    @property
+    def ttl(self) -> timedelta:
+        """How long a key lives after its last write."""
+        return timedelta(seconds=self._ttl)
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._base}{kind}:{name}"
@@ -195,7 +225,7 @@ class RedisFeatureStore(FeatureStore):
             _joined(transactions),
             _joined(cards),
             _joined(terminals),
-            _WINDOWS,
+            self._windows,
             ",".join(map(str, event_terminals)),
             ",".join(map(str, columns.ts[rows].tolist())),
         ]
@@ -209,7 +239,7 @@ class RedisFeatureStore(FeatureStore):
                 card: state for card, state in zip(cards, _split(states), strict=True) if state
             },
             terminal_counts=np.array(counts.split(b","), dtype=np.float64).reshape(
-                len(row_list), len(TERMINAL_WINDOWS)
+                len(row_list), len(self._count_offsets)
             ),
             terminal_labels={
                 terminals[number - 1]: _parse_label_hash(flat)
@@ -234,7 +264,7 @@ class RedisFeatureStore(FeatureStore):
             members.setdefault(terminal, []).append(f"{ts}:{tx_key}")
             transactions.append(columns.transaction_id[row])
             records.append(_pack_record(ts, terminal, vector))
-        cutoffs = terminal_cutoffs(columns, rows)
+        cutoffs = terminal_cutoffs(columns, rows, self._retention_us)
         stale: dict[str, list[str]] = {}
         for terminal, entries in state.terminal_labels.items():
             old = [tx for tx, entry in entries.items() if entry[0] < cutoffs.get(terminal, 0)]

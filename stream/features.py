@@ -11,8 +11,21 @@ Conventions that make features exact and independent of processing order:
 - A card looks back at most 30 days and at most MAX_CARD_HISTORY events (older state expires),
   so "new terminal/country/device" means "not used by this card within that lookback" and
   seconds_since_prev_tx is None when the card had no transaction in the last 30 days.
-- Terminal counts are its transactions in the window; the fraud rate is the share of them that
-  were confirmed fraud by a label known at t (labelled_at <= t), None with no transactions.
+- Terminal features, for windows w of 1, 7 and 28 days and the label delay D:
+  - terminal_count_<w>: the terminal's transactions in [t - w, t). Needs no labels.
+  - terminal_count_<w>_after_delay: its transactions in the window of width w that ends where
+    the delay period [t - D, t) begins: [t - D - w, t - D).
+  - terminal_fraud_rate_<w>_after_delay: the share of those that were confirmed fraud by a
+    label known at t (labelled_at <= t); None when the window holds no transaction.
+  Why after the delay: training knows a label from its transaction time + D on, so over
+  [t - w, t) it would see no label for w <= D and only the oldest w - D of a longer window,
+  while analysts' labels reach the stream within hours: one feature, two meanings (a
+  training/serving skew). Every label of [t - D - w, t - D) is known in training, and in the
+  stream too once it arrived within D of its transaction, so both compute the same value; a
+  label arriving sooner changes nothing earlier than in training.
+  D is a parameter of the definition (`label_delay_us` here; `label_delay` of the stores and of
+  the replay, by default Settings.label_delay_days): the stream must use the D of the training
+  run that produced its model.
 - Missing values are NaN in arrays and None in feature dicts; categorical codes are never
   missing (UNKNOWN_CODE instead).
 """
@@ -76,6 +89,7 @@ __all__ = [
     "event_features",
     "feature_dicts",
     "features_without_history",
+    "terminal_count_offsets",
     "terminal_features_grouped",
 ]
 
@@ -113,7 +127,8 @@ CARD_FEATURES: tuple[str, ...] = (
 )
 TERMINAL_FEATURES: tuple[str, ...] = (
     *(f"terminal_count_{window}" for window, _ in TERMINAL_WINDOWS),
-    *(f"terminal_fraud_rate_{window}" for window, _ in TERMINAL_WINDOWS),
+    *(f"terminal_count_{window}_after_delay" for window, _ in TERMINAL_WINDOWS),
+    *(f"terminal_fraud_rate_{window}_after_delay" for window, _ in TERMINAL_WINDOWS),
 )
 FEATURE_NAMES: tuple[str, ...] = EVENT_FEATURES + CARD_FEATURES + TERMINAL_FEATURES
 # Encoded as small non-negative integers: CHANNEL_CODES, MERCHANT_CATEGORY_GROUPS, UNKNOWN_CODE.
@@ -198,11 +213,21 @@ def card_features_grouped(cards: CardSequence, positions: IntArray) -> FloatArra
     return out
 
 
+def terminal_count_offsets(label_delay_us: int) -> tuple[tuple[int, int], ...]:
+    """What each column of a store's terminal counts covers, as (start, end) microseconds
+    before t: a column counts the terminal's transactions at s with t - start <= s < t - end.
+    The TERMINAL_WINDOWS ending at t first, then the same windows ending at t - label_delay."""
+    recent = tuple((width, 0) for _, width in TERMINAL_WINDOWS)
+    after_delay = tuple((label_delay_us + width, label_delay_us) for _, width in TERMINAL_WINDOWS)
+    return recent + after_delay
+
+
 def terminal_features_grouped(
     ts: IntArray,
     group_start: IntArray,
     positions: IntArray,
     stored_counts: FloatArray,
+    label_delay_us: int,
     fraud_ts: IntArray,
     fraud_known_at: IntArray,
     fraud_low: IntArray,
@@ -211,15 +236,18 @@ def terminal_features_grouped(
     """TERMINAL_FEATURES of the rows `positions` of `ts` (grouped per terminal, sorted by time).
 
     `stored_counts[p]` adds transactions kept outside `ts` (a store's earlier batches), one
-    column per TERMINAL_WINDOWS. The confirmed frauds of position p's terminal are
-    `fraud_ts[fraud_low[p]:fraud_high[p]]` (sorted), known from `fraud_known_at`.
+    column per `terminal_count_offsets(label_delay_us)`. The confirmed frauds of position p's
+    terminal are `fraud_ts[fraud_low[p]:fraud_high[p]]` (sorted), known from `fraud_known_at`.
     """
+    if label_delay_us < 0:
+        raise ValueError(f"label_delay_us must be >= 0, got {label_delay_us}")
     out = np.empty((len(positions), len(TERMINAL_FEATURES)))
     terminal_kernel(
         _contiguous(ts),
         _contiguous(group_start),
         _contiguous(positions),
         _contiguous(stored_counts.astype(np.float64, copy=False)),
+        np.int64(label_delay_us),
         _contiguous(fraud_ts),
         _contiguous(fraud_known_at),
         _contiguous(fraud_low),
@@ -258,14 +286,16 @@ def batch_features(
     card_history: Mapping[str, bytes],
     terminal_stored_counts: FloatArray,
     terminal_frauds: Mapping[str, TerminalFrauds],
+    *,
+    label_delay_us: int,
 ) -> BatchResult:
     """State + new events -> their features and the cards' new state (pure).
 
     `rows` are the batch positions of events never seen before (no duplicates).
     `card_history[card]` is the card's state: packed CARD_EVENT_DTYPE rows sorted by
     (ts, tx_key). `terminal_stored_counts[i]` are the stored transactions of row i's terminal in
-    each TERMINAL_WINDOWS window before its time. Events of one card or terminal see each other
-    in time order, whatever their order in `rows`.
+    each window of `terminal_count_offsets(label_delay_us)` relative to its time. Events of one
+    card or terminal see each other in time order, whatever their order in `rows`.
     """
     rows = np.asarray(rows, dtype=np.int64)
     cards, new_group = _group_codes([columns.card_id[row] for row in rows.tolist()])
@@ -287,7 +317,7 @@ def batch_features(
     features[where[positions], card_block] = card_features_grouped(sequence, positions)
     features[:, : len(EVENT_FEATURES)] = event_features(columns, rows)
     features[:, card_block.stop :] = _batch_terminal_features(
-        columns, rows, terminal_stored_counts, terminal_frauds
+        columns, rows, terminal_stored_counts, terminal_frauds, label_delay_us
     )
     return BatchResult(features, _kept_histories(cards, merged, group, starts + sizes))
 
@@ -313,6 +343,7 @@ def _batch_terminal_features(
     rows: IntArray,
     stored_counts: FloatArray,
     terminal_frauds: Mapping[str, TerminalFrauds],
+    label_delay_us: int,
 ) -> FloatArray:
     terminals, group = _group_codes([columns.terminal_id[row] for row in rows.tolist()])
     ts = columns.ts[rows]
@@ -335,6 +366,7 @@ def _batch_terminal_features(
         starts[sorted_group],
         np.arange(len(rows), dtype=np.int64),
         stored_counts[order],
+        label_delay_us,
         np.concatenate(fraud_ts),
         np.concatenate(fraud_known),
         (fraud_high - fraud_counts)[sorted_group],
@@ -353,9 +385,10 @@ def feature_dicts(matrix: FloatArray) -> list[dict[str, float | None]]:
 
 
 def features_without_history(event: Mapping[str, Any]) -> dict[str, float | None]:
-    """Features of `event` for a card and terminal with no history (degraded mode)."""
+    """Features of `event` for a card and terminal with no history (degraded mode); the same
+    whatever the label delay, since no history means empty windows."""
     columns = columns_from_events([event])
     rows = np.zeros(1, dtype=np.int64)
-    no_counts = np.zeros((1, len(TERMINAL_WINDOWS)))
-    result = batch_features(columns, rows, {}, no_counts, {})
+    no_counts = np.zeros((1, 2 * len(TERMINAL_WINDOWS)))
+    result = batch_features(columns, rows, {}, no_counts, {}, label_delay_us=0)
     return feature_dicts(result.features)[0]

@@ -6,7 +6,8 @@
 Replays a synthetic (or given) history with `replay_features`, then pushes the first
 --redis-rows events through `InMemoryFeatureStore` and `RedisFeatureStore.process_batch` in
 batches (default 500), the latter against the running Redis under a unique key prefix that is
-deleted afterwards. The kernels are compiled (or loaded from numba's cache) first, and timed.
+deleted afterwards. All three use the same --label-delay-days (default: the settings' default).
+The kernels are compiled (or loaded from numba's cache) first, and timed.
 Prints transactions per second (wall clock) and this process's CPU seconds for each path, with
 the machine's load average: on a shared machine the wall-clock rates move with it.
 """
@@ -29,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fraud.errors import ConfigError, ValidationError
+from stream.feature_store_base import DEFAULT_LABEL_DELAY
 from training.replay import replay_features
 
 CHANNELS = np.array(["pos", "ecom", "atm"], dtype=object)
@@ -119,13 +121,15 @@ def _measure(path: str, rows: int, work: Callable[[], object]) -> Measurement:
     return Measurement(path, rows, time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def bench_replay(history: pd.DataFrame) -> Measurement:
+def bench_replay(
+    history: pd.DataFrame, label_delay: timedelta = DEFAULT_LABEL_DELAY
+) -> Measurement:
     """replay_features over `history`, after compiling the kernels on a small slice."""
-    replay_features(history.head(1_000), timedelta(days=7), show_progress=False)
+    replay_features(history.head(1_000), label_delay, show_progress=False)
     return _measure(
         "replay_features",
         len(history),
-        lambda: replay_features(history, timedelta(days=7), show_progress=False),
+        lambda: replay_features(history, label_delay, show_progress=False),
     )
 
 
@@ -159,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--history", type=Path, help="a Parquet/CSV history instead of synthetic")
     parser.add_argument("--redis-rows", type=int, default=100_000, help="rows through the stores")
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--label-delay-days",
+        type=float,
+        default=DEFAULT_LABEL_DELAY / timedelta(days=1),
+        help="label delay of the feature definition (replay and stores)",
+    )
     parser.add_argument("--redis-url", default=None, help="default: REDIS_URL / settings")
     parser.add_argument("--skip-redis", action="store_true")
     args = parser.parse_args(argv)
@@ -187,18 +197,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_benchmarks(args: argparse.Namespace) -> list[Measurement]:
     from stream.feature_store import InMemoryFeatureStore, RedisFeatureStore
 
+    if not args.label_delay_days >= 0:
+        raise ConfigError(f"--label-delay-days must be >= 0, got {args.label_delay_days}")
+    delay = timedelta(days=args.label_delay_days)
     history = load_history(args.history, args.rows)
     warm_up = history_events(history.head(2))
     results = [
         _measure(
-            "kernel compile / cache load", 0, lambda: InMemoryFeatureStore().process_batch(warm_up)
+            "kernel compile / cache load",
+            0,
+            lambda: InMemoryFeatureStore(label_delay=delay).process_batch(warm_up),
         ),
-        bench_replay(history),
+        bench_replay(history, delay),
     ]
     events = history_events(history.head(args.redis_rows))
-    results.append(
-        bench_store("InMemoryFeatureStore", events, InMemoryFeatureStore(), args.batch_size)
-    )
+    memory_store = InMemoryFeatureStore(label_delay=delay)
+    results.append(bench_store("InMemoryFeatureStore", events, memory_store, args.batch_size))
     if args.skip_redis:
         return results
     import redis
@@ -206,7 +220,9 @@ def run_benchmarks(args: argparse.Namespace) -> list[Measurement]:
     from fraud.settings import Settings
 
     url = args.redis_url or Settings().redis_url
-    store = RedisFeatureStore(redis.Redis.from_url(url), prefix=f"bench-{uuid.uuid4().hex[:8]}")
+    store = RedisFeatureStore(
+        redis.Redis.from_url(url), prefix=f"bench-{uuid.uuid4().hex[:8]}", label_delay=delay
+    )
     try:
         results.append(bench_store("RedisFeatureStore", events, store, args.batch_size))
     except redis.RedisError as exc:

@@ -2,7 +2,10 @@
 
 Every row gets the features the stream would have computed when the transaction arrived: only
 earlier transactions of its card and terminal, and only fraud labels already known, a history
-row's label becoming known at its timestamp + label_delay. The numbers come from the same kernels
+row's label becoming known at its timestamp + label_delay. The same label_delay sets where the
+terminal fraud-rate windows end (t - label_delay, see stream/features.py), so every label inside
+them is known in training as it is in the stream; the stream store serving the model must be
+built with this label_delay. The numbers come from the same kernels
 the stream stores call (stream/features.py); tests/integration/test_feature_parity.py checks that
 the two paths agree exactly.
 
@@ -137,7 +140,7 @@ def replay_columns(
     frauds = np.flatnonzero(is_fraud[by_terminal])
     fraud_terminal = terminal_sorted[frauds]
     fraud_ts = terminal_ts[frauds]
-    no_stored = np.zeros((_CHUNK_ROWS, len(TERMINAL_WINDOWS)))
+    no_stored = np.zeros((_CHUNK_ROWS, 2 * len(TERMINAL_WINDOWS)))
     terminal_start = _group_starts(terminal_sorted)
     terminal_position = _inverse(by_terminal)
     for chunk in _chunks(n):
@@ -147,6 +150,7 @@ def replay_columns(
             terminal_start,
             positions,
             no_stored[: len(chunk)],
+            label_delay_us,
             fraud_ts,
             fraud_ts + label_delay_us,
             np.searchsorted(fraud_terminal, terminal_sorted[positions], side="left"),

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from fraud.errors import ConfigError
-from stream.feature_store import STATE_TTL, InMemoryFeatureStore, RedisFeatureStore
+from stream.feature_store import InMemoryFeatureStore, RedisFeatureStore, state_ttl
 from stream.features import FEATURE_NAMES
 from training.bench_replay import history_events, synthetic_history
 from training.replay import replay_features
@@ -26,7 +26,7 @@ DELAY = timedelta(hours=12)
 def store(
     redis_client: redis.Redis, unique_name: Callable[[str], str]
 ) -> Iterator[RedisFeatureStore]:
-    redis_store = RedisFeatureStore(redis_client, prefix=unique_name("features"))
+    redis_store = RedisFeatureStore(redis_client, prefix=unique_name("features"), label_delay=DELAY)
     yield redis_store
     redis_store.clear()
 
@@ -43,17 +43,18 @@ def history() -> pd.DataFrame:
 
 
 def fraud_labels(events: list[dict[str, Any]], frauds: set[str]) -> list[dict[str, Any]]:
-    """Labels of the fraudulent events, labelled at timestamp + DELAY (as the replay assumes)."""
+    """Labels of the fraudulent events: the replay assumes each arrives DELAY after its
+    transaction; here every other one arrives an hour after instead, as analysts' labels do."""
+    fraudulent = [event for event in events if event["transaction_id"] in frauds]
     return [
         {
             "transaction_id": event["transaction_id"],
             "label": "fraud",
-            "labelled_at": (pd.Timestamp(event["timestamp"]) + DELAY).isoformat(),
+            "labelled_at": (pd.Timestamp(event["timestamp"]) + lag).isoformat(),
             "analyst_id": "a1",
             "source": "analyst",
         }
-        for event in events
-        if event["transaction_id"] in frauds
+        for event, lag in zip(fraudulent, itertools.cycle((DELAY, timedelta(hours=1))))
     ]
 
 
@@ -63,7 +64,7 @@ def test_redis_store_replay_and_in_memory_store_agree(
     events = history_events(history)
     frauds = set(history.loc[history["is_fraud"] == 1, "transaction_id"])
     assert len(frauds) > 10
-    in_memory = InMemoryFeatureStore()
+    in_memory = InMemoryFeatureStore(label_delay=DELAY)
     by_transaction: dict[str, dict[str, float | None]] = {}
     memory_rows = []
     # Uneven batches (a few hours each, shorter than DELAY); now and then a batch is replayed,
@@ -91,11 +92,16 @@ def test_redis_store_replay_and_in_memory_store_agree(
     expected = replayed_frame[list(FEATURE_NAMES)]
     pd.testing.assert_frame_equal(stream_frame, expected)
     pd.testing.assert_frame_equal(memory_frame, expected)
-    assert expected["terminal_fraud_rate_7d"].max() > 0
+    assert expected["terminal_fraud_rate_1d_after_delay"].max() > 0
+    assert expected["terminal_fraud_rate_7d_after_delay"].max() > 0
 
 
-def test_labels_through_redis_match_the_in_memory_store(store: RedisFeatureStore) -> None:
-    memory = InMemoryFeatureStore()
+def test_labels_through_redis_match_the_in_memory_store(
+    redis_client: redis.Redis, unique_name: Callable[[str], str]
+) -> None:
+    delay = timedelta(minutes=15)
+    store = RedisFeatureStore(redis_client, prefix=unique_name("features"), label_delay=delay)
+    memory = InMemoryFeatureStore(label_delay=delay)
     base = pd.Timestamp("2024-06-01T10:00:00Z")
 
     def event(number: int, minutes: int, card: str) -> dict[str, Any]:
@@ -121,15 +127,19 @@ def test_labels_through_redis_match_the_in_memory_store(store: RedisFeatureStore
         ("labels", [label(2, 30, "legit"), label(3, 30, "fraud"), label(3, 25, "legit")]),
         ("events", [event(5, 29, "card_e"), event(6, 31, "card_f")]),
     ]
-    for kind, payload in steps:
-        if kind == "events":
-            assert store.process_batch(payload) == memory.process_batch(payload)
-        else:
-            assert store.apply_labels(payload) == memory.apply_labels(payload)
-    last = store.process_batch([event(7, 40, "card_g")])[0]
-    assert last == memory.process_batch([event(7, 40, "card_g")])[0]
+    try:
+        for kind, payload in steps:
+            if kind == "events":
+                assert store.process_batch(payload) == memory.process_batch(payload)
+            else:
+                assert store.apply_labels(payload) == memory.apply_labels(payload)
+        last = store.process_batch([event(7, 40, "card_g")])[0]
+        assert last == memory.process_batch([event(7, 40, "card_g")])[0]
+    finally:
+        store.clear()
     assert last["terminal_count_1d"] == 6.0
-    assert last["terminal_fraud_rate_1d"] == pytest.approx(2 / 6)  # tx1 and tx3
+    assert last["terminal_count_1d_after_delay"] == 4.0  # tx1-tx4: before 0:25
+    assert last["terminal_fraud_rate_1d_after_delay"] == pytest.approx(2 / 4)  # tx1 and tx3
 
 
 class CountingRedis(redis.Redis):  # type: ignore[type-arg]
@@ -147,7 +157,9 @@ def test_one_read_and_one_write_round_trip_per_batch_with_expiring_keys(
 ) -> None:
     client = CountingRedis(connection_pool=redis_client.connection_pool)
     client.commands = []
-    store = RedisFeatureStore(client, prefix=unique_name("features"))
+    store = RedisFeatureStore(client, prefix=unique_name("features"))  # default: 7-day delay
+    assert store.label_delay == timedelta(days=7)
+    assert store.ttl == state_ttl(timedelta(days=7)) == timedelta(days=36)
     try:
         events = history_events(synthetic_history(600, days=1, seed=2))
         store.process_batch(events[:10])  # loads the scripts
@@ -157,7 +169,8 @@ def test_one_read_and_one_write_round_trip_per_batch_with_expiring_keys(
         keys = list(client.scan_iter(match=f"{store.key_prefix}*"))
         assert {key.split(b":")[3] for key in keys} == {b"card", b"term", b"tx"}
         ttls = {client.ttl(key) for key in keys}
-        assert 0 < min(ttls) and max(ttls) <= STATE_TTL.total_seconds()
+        # Terminal history must outlive the delay + the 28-day window: 36 days, not 31.
+        assert 35 * 86_400 < min(ttls) and max(ttls) <= store.ttl.total_seconds()
         card_keys = [key for key in keys if b":card:" in key]
         assert all(key.rsplit(b":", 1)[1].startswith(b"card") for key in card_keys)
         terminal = events[0]["terminal_id"]
@@ -174,3 +187,13 @@ def test_a_client_decoding_responses_is_refused(redis_client: redis.Redis) -> No
     with pytest.raises(ConfigError, match="decode_responses"):
         RedisFeatureStore(decoding)
     decoding.close()
+
+
+def test_a_bad_label_delay_or_too_short_ttl_is_refused(redis_client: redis.Redis) -> None:
+    with pytest.raises(ConfigError, match="label_delay"):
+        RedisFeatureStore(redis_client, label_delay=timedelta(days=-1))
+    with pytest.raises(ConfigError, match="shorter than"):
+        RedisFeatureStore(redis_client, label_delay=timedelta(days=14), ttl=timedelta(days=31))
+    longer = RedisFeatureStore(redis_client, label_delay=timedelta(days=14), ttl=timedelta(days=60))
+    assert longer.ttl == timedelta(days=60)
+    assert RedisFeatureStore(redis_client, label_delay=timedelta(days=14)).ttl == timedelta(days=43)

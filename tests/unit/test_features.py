@@ -18,7 +18,7 @@ from stream.feature_encoding import (
 )
 from stream.feature_kernels import EARTH_RADIUS_KM, MAX_CARD_HISTORY
 from stream.feature_store import InMemoryFeatureStore, default_features
-from stream.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from stream.features import CATEGORICAL_FEATURES, FEATURE_NAMES, TERMINAL_FEATURES
 
 T0 = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)  # a Monday
 KM_PER_DEGREE = EARTH_RADIUS_KM * math.radians(1.0)
@@ -84,8 +84,10 @@ def test_first_transaction_has_empty_history() -> None:
     assert first["amount_to_card_mean_30d"] is None
     assert first["seconds_since_prev_tx"] is None
     assert first["card_new_terminal_30d"] == 1.0
-    assert first["terminal_count_28d"] == 0.0
-    assert first["terminal_fraud_rate_28d"] is None
+    for window in ("1d", "7d", "28d"):
+        assert first[f"terminal_count_{window}"] == 0.0
+        assert first[f"terminal_count_{window}_after_delay"] == 0.0
+        assert first[f"terminal_fraud_rate_{window}_after_delay"] is None
 
 
 def test_thirty_day_lookback_edges() -> None:
@@ -233,6 +235,19 @@ def test_card_history_is_capped() -> None:
 def test_names_and_defaults() -> None:
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
     assert set(CATEGORICAL_FEATURES) <= set(FEATURE_NAMES)
+    # Label-derived terminal features only look at windows that end before the label delay.
+    assert TERMINAL_FEATURES == (
+        "terminal_count_1d",
+        "terminal_count_7d",
+        "terminal_count_28d",
+        "terminal_count_1d_after_delay",
+        "terminal_count_7d_after_delay",
+        "terminal_count_28d_after_delay",
+        "terminal_fraud_rate_1d_after_delay",
+        "terminal_fraud_rate_7d_after_delay",
+        "terminal_fraud_rate_28d_after_delay",
+    )
+    assert FEATURE_NAMES[-len(TERMINAL_FEATURES) :] == TERMINAL_FEATURES
     event = tx(1, timedelta(0), country="ES", device_id="d1", terminal_lat=1.0, terminal_lon=2.0)
     defaults = default_features(event)
     assert list(defaults) == list(FEATURE_NAMES)

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from fraud.errors import ValidationError
-from stream.feature_store import InMemoryFeatureStore
+from fraud.errors import ConfigError, ValidationError
+from fraud.settings import Settings
+from stream.feature_store import DEFAULT_LABEL_DELAY, InMemoryFeatureStore, state_ttl
 from stream.features import FEATURE_NAMES, PROTECTED_ATTRIBUTES
 from tests.unit.test_features import T0, iso, tx
 
@@ -43,13 +44,16 @@ def test_a_duplicate_inside_one_batch_is_counted_once() -> None:
 
 
 def test_a_replayed_batch_keeps_its_features_even_after_new_labels() -> None:
-    store = InMemoryFeatureStore()
+    store = InMemoryFeatureStore(label_delay=timedelta(hours=1))
     store.process_batch([tx(1, timedelta(0))])
     batch = [tx(2, timedelta(hours=2)), tx(3, timedelta(hours=3))]
     first = store.process_batch(batch)
     assert store.apply_labels([label(1, timedelta(hours=1))]) == 1
     assert store.process_batch(batch) == first
-    assert first[0]["terminal_fraud_rate_1d"] == 0.0  # computed before the label arrived
+    assert first[0]["terminal_count_1d_after_delay"] == 1.0  # tx1
+    assert first[0]["terminal_fraud_rate_1d_after_delay"] == 0.0  # computed before the label
+    (fresh,) = store.process_batch([tx(4, timedelta(hours=4))])
+    assert fresh["terminal_fraud_rate_1d_after_delay"] == pytest.approx(1 / 2)  # tx1 of tx1, tx2
 
 
 def test_events_of_one_card_in_one_batch_see_each_other_in_time_order() -> None:
@@ -95,7 +99,7 @@ def test_terminal_counts_span_cards_and_windows() -> None:
 
 
 def test_fraud_rate_uses_only_labels_known_at_scoring_time() -> None:
-    store = InMemoryFeatureStore()
+    store = InMemoryFeatureStore(label_delay=timedelta(hours=1))
     store.process_batch(
         [tx(1, timedelta(0), card_id="card_B"), tx(2, timedelta(minutes=5), card_id="card_C")]
     )
@@ -105,38 +109,105 @@ def test_fraud_rate_uses_only_labels_known_at_scoring_time() -> None:
     )
     before, at, after = store.process_batch(
         [
-            tx(3, timedelta(hours=1)),
+            tx(3, timedelta(hours=1, minutes=30)),  # windows end at 0:30: tx1, tx2
             tx(4, timedelta(hours=2)),  # labelled_at <= t: known
-            tx(5, timedelta(days=1, minutes=1)),  # tx1 left the 1 d window
+            tx(5, timedelta(days=1, hours=1, minutes=1)),  # 1 d window after delay: tx2-tx4
         ]
     )
-    assert before["terminal_fraud_rate_1d"] == 0.0
-    assert at["terminal_fraud_rate_1d"] == pytest.approx(1 / 3)  # tx1 fraud among tx1-tx3
-    assert at["terminal_fraud_rate_28d"] == pytest.approx(1 / 3)
-    assert after["terminal_count_1d"] == 3.0  # tx2, tx3, tx4
-    assert after["terminal_fraud_rate_1d"] == 0.0
-    assert after["terminal_fraud_rate_7d"] == pytest.approx(1 / 4)
+    assert before["terminal_count_1d_after_delay"] == 2.0
+    assert before["terminal_fraud_rate_1d_after_delay"] == 0.0
+    assert at["terminal_count_1d_after_delay"] == 2.0  # tx3 is inside the delay
+    assert at["terminal_fraud_rate_1d_after_delay"] == pytest.approx(1 / 2)
+    assert at["terminal_fraud_rate_28d_after_delay"] == pytest.approx(1 / 2)
+    assert at["terminal_count_1d"] == 3.0  # counts without delay: tx1-tx3
+    assert after["terminal_count_1d"] == 2.0  # tx3, tx4
+    assert after["terminal_count_1d_after_delay"] == 3.0  # tx2, tx3, tx4
+    assert after["terminal_fraud_rate_1d_after_delay"] == 0.0
+    assert after["terminal_fraud_rate_7d_after_delay"] == pytest.approx(1 / 4)
+
+
+def test_after_delay_windows_are_half_open_and_end_at_the_delay() -> None:
+    store = InMemoryFeatureStore()  # the default: 7 days
+    assert store.label_delay == DEFAULT_LABEL_DELAY == timedelta(days=7)
+    store.process_batch([tx(1, timedelta(0), card_id="card_B")])
+    assert store.apply_labels([label(1, timedelta(hours=1))]) == 1
+    inside, edge, after, oldest, gone = store.process_batch(
+        [
+            tx(2, timedelta(days=7)),  # tx1 is exactly the delay old: still inside it
+            tx(3, timedelta(days=7, microseconds=1)),
+            tx(4, timedelta(days=8)),  # tx1 exactly 1 d + delay old: inside the 1 d window
+            tx(5, timedelta(days=35), card_id="card_C"),  # exactly 28 d + delay
+            tx(6, timedelta(days=35, microseconds=1), card_id="card_D"),
+        ]
+    )
+    assert inside["terminal_count_28d_after_delay"] == 0.0
+    assert inside["terminal_fraud_rate_28d_after_delay"] is None
+    assert inside["terminal_count_7d"] == 1.0
+    for window in ("1d", "7d", "28d"):
+        assert edge[f"terminal_count_{window}_after_delay"] == 1.0
+        assert edge[f"terminal_fraud_rate_{window}_after_delay"] == 1.0
+    assert after["terminal_fraud_rate_1d_after_delay"] == 1.0  # tx2, tx3 are inside the delay
+    assert after["terminal_count_1d_after_delay"] == 1.0
+    assert oldest["terminal_count_28d_after_delay"] == 4.0  # tx1-tx4
+    assert oldest["terminal_fraud_rate_28d_after_delay"] == pytest.approx(1 / 4)
+    assert gone["terminal_fraud_rate_28d_after_delay"] == 0.0  # tx1 left the window
+
+
+def test_a_label_sooner_than_the_delay_changes_nothing_inside_the_delay() -> None:
+    """Analysts label within hours; training knows a label only after the delay. The stream
+    must give a transaction inside the delay the same features whether its label came or not."""
+    events = [
+        tx(1, timedelta(0), card_id="card_B"),
+        tx(2, timedelta(hours=3), card_id="card_C"),
+        tx(3, timedelta(days=1)),
+        tx(4, timedelta(days=6, hours=23)),
+        tx(5, timedelta(days=7, hours=4), card_id="card_D"),  # tx1, tx2 older than the delay
+    ]
+    labelled, unlabelled = InMemoryFeatureStore(), InMemoryFeatureStore()
+    with_label, without_label = [], []
+    for number, event in enumerate(events, start=1):
+        with_label += labelled.process_batch([event])
+        without_label += unlabelled.process_batch([event])
+        if number == 2:
+            assert labelled.apply_labels([label(1, timedelta(hours=2))]) == 1
+    assert with_label[:4] == without_label[:4]
+    assert with_label[1]["terminal_count_1d"] == 1.0  # the recent count sees tx1, unlabelled
+    assert with_label[4]["terminal_count_7d_after_delay"] == 2.0  # tx1, tx2
+    assert with_label[4]["terminal_fraud_rate_7d_after_delay"] == pytest.approx(1 / 2)
+    assert without_label[4]["terminal_fraud_rate_7d_after_delay"] == 0.0
+
+
+def test_the_label_delay_is_checked_and_sets_how_long_state_lives() -> None:
+    assert DEFAULT_LABEL_DELAY == timedelta(days=Settings().label_delay_days)
+    assert state_ttl() == state_ttl(timedelta(days=7)) == timedelta(days=36)  # 7 + 28 + 1
+    assert state_ttl(timedelta(days=2)) == timedelta(days=31)  # the card lookback + 1 d
+    assert state_ttl(timedelta(0)) == timedelta(days=31)
+    with pytest.raises(ConfigError, match="label_delay"):
+        InMemoryFeatureStore(label_delay=timedelta(hours=-1))
+    with pytest.raises(ConfigError, match="label_delay"):
+        InMemoryFeatureStore(label_delay=7)  # type: ignore[arg-type]
 
 
 def test_latest_label_wins_and_unknown_transactions_are_ignored() -> None:
-    store = InMemoryFeatureStore()
+    # No delay: the after-delay windows end at t, so every label shows as soon as it is known.
+    store = InMemoryFeatureStore(label_delay=timedelta(0))
     store.process_batch([tx(1, timedelta(0), card_id="card_B")])
     assert store.apply_labels([label(1, timedelta(minutes=10))]) == 1
     assert store.apply_labels([label(1, timedelta(minutes=5), "legit")]) == 0  # older: ignored
     assert store.apply_labels([label(1, timedelta(minutes=10))]) == 1  # same label again
     assert store.apply_labels([label(99, timedelta(minutes=10))]) == 0
     (fraud_known,) = store.process_batch([tx(2, timedelta(minutes=20))])
-    assert fraud_known["terminal_fraud_rate_1d"] == 1.0
+    assert fraud_known["terminal_fraud_rate_1d_after_delay"] == 1.0
     assert store.apply_labels([label(1, timedelta(minutes=30), "legit")]) == 1
     (relabelled,) = store.process_batch([tx(3, timedelta(minutes=40))])
-    assert relabelled["terminal_fraud_rate_1d"] == 0.0
+    assert relabelled["terminal_fraud_rate_1d_after_delay"] == 0.0
     # in one call the latest labelled_at wins regardless of order
     assert (
         store.apply_labels([label(1, timedelta(hours=2)), label(1, timedelta(hours=1), "legit")])
         == 1
     )
     (refraud,) = store.process_batch([tx(4, timedelta(hours=3))])
-    assert refraud["terminal_fraud_rate_1d"] == pytest.approx(1 / 3)
+    assert refraud["terminal_fraud_rate_1d_after_delay"] == pytest.approx(1 / 3)
 
 
 def test_bad_labels_are_rejected() -> None:
@@ -169,8 +240,22 @@ def test_customer_table_columns_cannot_leak_into_features() -> None:
 
 
 def test_transaction_records_expire_with_the_state() -> None:
-    store = InMemoryFeatureStore()
+    store = InMemoryFeatureStore(label_delay=timedelta(0))  # state lives 31 d
     store.process_batch([tx(1, timedelta(0)), tx(2, timedelta(days=20))])
     store.process_batch([tx(3, timedelta(days=32), card_id="card_B")])
     assert store.apply_labels([label(1, timedelta(days=32))]) == 0  # older than the TTL
     assert store.apply_labels([label(2, timedelta(days=32))]) == 1
+
+
+def test_state_lasts_the_label_delay_plus_the_longest_window() -> None:
+    store = InMemoryFeatureStore()  # 7-day delay: 28 d windows reach 35 d back
+    store.process_batch([tx(1, timedelta(0)), tx(2, timedelta(days=20), card_id="card_B")])
+    store.process_batch([tx(3, timedelta(days=34), card_id="card_C", terminal_id="term_2")])
+    assert store.apply_labels([label(1, timedelta(days=34))]) == 1  # a 34-day-old transaction
+    (late,) = store.process_batch([tx(4, timedelta(days=34, hours=12), card_id="card_D")])
+    assert late["terminal_count_28d_after_delay"] == 2.0  # tx1, tx2
+    assert late["terminal_fraud_rate_28d_after_delay"] == pytest.approx(1 / 2)
+    assert late["terminal_count_28d"] == 1.0  # tx2
+    store.process_batch([tx(5, timedelta(days=37), card_id="card_E", terminal_id="term_2")])
+    assert store.apply_labels([label(1, timedelta(days=37))]) == 0  # older than 36 d: expired
+    assert store.apply_labels([label(2, timedelta(days=37))]) == 1
