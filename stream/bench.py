@@ -13,8 +13,9 @@ One run, in this order, on private topics (deleted afterwards) and private Redis
 6. fixed rates (ascending): a fresh worker on fresh topics, warmed up, fed by a paced producer
    for --duration seconds per rate; sustained decisions/s = decisions decided inside the
    sending window / its length; latency percentiles from the decisions' `latency_ms`
-   (decided_at - event timestamp). A rate the worker cannot keep up with leaves a backlog,
-   so the next rate gets a fresh worker and topics again;
+   (decided_at - event timestamp). The saturation worker is reused when it finished its
+   events, else a fresh one runs on fresh topics. After a rate the worker cannot keep up with,
+   the higher rates are skipped (its backlog would only grow);
 7. baseline (a): the lab's one-transaction-per-request Flask endpoint with the same model;
 then a table, the ratios, the targets, and bench-results/bench-<run>.json.
 """
@@ -71,6 +72,7 @@ class BenchRun:
     settings: dict[str, Any]
     saturation: SaturationResult | None = None
     fixed: list[FixedRateResult] = field(default_factory=list)
+    skipped_rates: list[float] = field(default_factory=list)
     baselines: dict[str, BaselineResult] = field(default_factory=dict)
     profile: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -86,6 +88,7 @@ class BenchRun:
             settings=self.settings,
             saturation=self.saturation,
             fixed=self.fixed,
+            skipped_rates=self.skipped_rates,
             baselines=self.baselines,
             profile=self.profile,
         )
@@ -179,12 +182,20 @@ def _run_steps(context: BenchContext, run: BenchRun, console: Console, scratch: 
     if options.profile:
         with phase.step("profile", "Profiling a worker over the pre-loaded events..."):
             run.profile = profile_trial(phase, topics)
-    with phase.start_worker(topics, "s") as worker:
+    worker = phase.start_worker(topics, "s")
+    try:
         with phase.step("worker_start", "Starting the worker..."):
             worker.wait_healthy()
         with phase.step("saturation", f"Saturation over {options.events:,} events..."):
             run.saturation = saturation(phase, worker, topics)
-    run.fixed = fixed_rates(phase)
+    except BaseException:
+        worker.stop()
+        raise
+    running: RunningWorker | None = RunningWorker(worker, topics)
+    if not run.saturation.complete:  # a backlog is left: the fixed rates need a fresh worker
+        worker.stop()
+        running = None
+    run.fixed, run.skipped_rates = fixed_rates(phase, running, run.saturation.decisions_per_s)
     if options.baselines:
         with phase.step("http", "Baseline: one HTTP request per transaction..."):
             run.baselines["http_per_request"] = http_baseline(phase)
@@ -236,50 +247,56 @@ class _TimeUp(Exception):
     """The saturation run reached its time limit."""
 
 
-def fixed_rates(phase: Phase) -> list[FixedRateResult]:
-    """Each rate on a warmed-up worker without backlog: a fresh worker and topics at the start
-    and after any rate that left events undecided."""
-    results: list[FixedRateResult] = []
-    worker: WorkerProcess | None = None
-    topics: kafka.BenchTopics | None = None
+@dataclass
+class RunningWorker:
+    worker: WorkerProcess
+    topics: kafka.BenchTopics
+
+
+def fixed_rates(
+    phase: Phase, running: RunningWorker | None, saturation_rate: float | None
+) -> tuple[list[FixedRateResult], list[float]]:
+    """The rates in ascending order on one warmed-up worker without backlog: `running` when the
+    saturation worker finished its events, else a fresh worker on fresh topics. Once a rate is
+    not kept up the worker has a backlog and every higher rate would not be kept up either:
+    those are skipped (returned second) instead of burning minutes on queues that only grow."""
     options = phase.options
+    rates = sorted(options.rates)
+    if running is None:
+        topics = phase.context.new_topics("r")
+        running = RunningWorker(phase.start_worker(topics, "r"), topics)
+        with phase.step("worker_start_rates", "Starting a worker for the fixed rates..."):
+            running.worker.wait_healthy()
+    results: list[FixedRateResult] = []
     try:
-        for index, offered in enumerate(sorted(options.rates)):
-            if worker is None or topics is None:
-                topics = phase.context.new_topics(f"r{index}")
-                worker = phase.start_worker(topics, f"r{index}")
-                with phase.step(f"worker_start_r{index}", "Starting a worker for fixed rates..."):
-                    worker.wait_healthy()
-                    if options.warmup_s > 0:
-                        fixed_rate(phase, worker, topics, min(options.rates), options.warmup_s)
+        if options.warmup_s > 0:
+            # Gentle enough to leave no backlog: at most half what the worker sustained.
+            warmup_rate = min(rates[0], 0.5 * saturation_rate) if saturation_rate else rates[0]
+            with phase.step("warmup", f"Warm-up at {warmup_rate:,.0f} tx/s..."):
+                fixed_rate(phase, running, max(1.0, warmup_rate), options.warmup_s)
+        for index, offered in enumerate(rates):
             with phase.step(f"rate_{offered:g}", f"Fixed rate {offered:,.0f} tx/s..."):
-                result = fixed_rate(phase, worker, topics, offered, options.duration_s)
+                result = fixed_rate(phase, running, offered, options.duration_s)
             results.append(result)
             if not result.complete:
-                worker.stop()
-                worker = None
+                return results, rates[index + 1 :]
     finally:
-        if worker is not None:
-            worker.stop()
-    return results
+        running.worker.stop()
+    return results, []
 
 
 def fixed_rate(
-    phase: Phase,
-    worker: WorkerProcess,
-    topics: kafka.BenchTopics,
-    offered: float,
-    duration_s: float,
+    phase: Phase, running: RunningWorker, offered: float, duration_s: float
 ) -> FixedRateResult:
     """Paced sending, then up to --drain-timeout for the remaining decisions (and dead
     letters: an event the worker rejects is accounted for, not waited for)."""
-    bootstrap = phase.context.bootstrap
+    bootstrap, topics = phase.context.bootstrap, running.topics
     events = kafka.generate_events(phase.traffic, max(1, round(offered * duration_s)))
     probe = kafka.offset_probe(bootstrap)
     outputs = [topics.decisions, topics.dead_letter]
     try:
         start = [kafka.end_offsets(probe, topic) for topic in outputs]
-        meter = CpuMeter(worker.cpu_seconds)
+        meter = CpuMeter(running.worker.cpu_seconds)
         meter.mark()
         paced = kafka.send_paced(phase.producer, topics.transactions, events, offered, duration_s)
         meter.mark()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
@@ -16,7 +17,7 @@ def bench(
     duration: float = typer.Option(15.0, help="Seconds of paced sending per rate."),
     warmup: float = typer.Option(3.0, help="Seconds at the lowest rate before the fixed rates."),
     saturation_timeout: float = typer.Option(
-        60.0, help="Most seconds of the saturation run after its first decision."
+        45.0, help="Most seconds of the saturation run after its first decision."
     ),
     drain_timeout: float = typer.Option(
         10.0, help="Most seconds to wait for a fixed-rate run's backlog after sending."
@@ -66,6 +67,7 @@ def bench(
     from stream.bench_setup import BenchOptions, parse_env, parse_rates
 
     settings: Settings = ctx.obj
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
     options = BenchOptions(
         events=events,
         rates=parse_rates(rates),

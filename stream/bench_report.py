@@ -95,6 +95,12 @@ def results_table(document: Mapping[str, Any]) -> Table:
             _num(fixed["others_cpu_share"], 2),
             note,
         )
+    for skipped in document["worker"].get("skipped_rates", []):
+        table.add_row(
+            f"worker, {skipped:,.0f} tx/s",
+            *["-"] * 9,
+            "skipped: a lower rate was already not kept up",
+        )
     for name, baseline in document["baselines"].items():
         table.add_row(
             f"baseline: {name}",

@@ -39,7 +39,7 @@ class BenchOptions:
     rates: tuple[float, ...] = (1_000.0, 2_000.0, 5_000.0)
     duration_s: float = 15.0
     warmup_s: float = 3.0
-    saturation_timeout_s: float = 60.0  # stop counting after this long: a slow worker
+    saturation_timeout_s: float = 45.0  # stop counting after this long: a slow worker
     drain_timeout_s: float = 10.0  # after a fixed-rate run, wait at most this for the backlog
     customers: int = 5_000
     seed: int = 1

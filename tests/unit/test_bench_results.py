@@ -152,6 +152,19 @@ def test_a_rate_not_kept_up_with_misses_the_latency_target():
     assert target_checks(None, [lagging])["p99_ms"]["met"] is False
 
 
+def test_a_skipped_target_rate_misses_the_latency_target_and_is_shown():
+    lagging = fixed_rate_result(1_000.0, 0.0, 1.0, 1_000, [0.5] * 10, [10.0] * 10)
+    checks = target_checks(None, [lagging], skipped_rates=[2_000.0, 5_000.0])
+    assert checks["p99_ms"]["met"] is False
+    assert checks["p99_ms"]["measured"] is None
+    document = _document(p99_at_2000=40.0)
+    document["worker"]["skipped_rates"] = [5_000.0]
+    out = io.StringIO()
+    render(document, Console(file=out, width=250))
+    assert "worker, 5,000 tx/s" in out.getvalue()
+    assert "skipped: a lower rate was already not kept up" in out.getvalue()
+
+
 @pytest.mark.parametrize("p99", [40.0, 150.0])
 def test_report_renders_every_row(p99: float):
     out = io.StringIO()
