@@ -128,6 +128,18 @@ def card_kernel(ts, amount, terminal, country, device, lat, lon, group_start, po
 
 
 @njit(cache=True)
+def lower_bound(values, low, high, x):  # type: ignore[no-untyped-def]
+    """First index in [low, high) of sorted `values` whose value is >= x (high if none)."""
+    while low < high:
+        middle = (low + high) >> 1
+        if values[middle] < x:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+@njit(cache=True)
 def terminal_kernel(  # type: ignore[no-untyped-def]
     ts,
     group_start,
@@ -150,19 +162,15 @@ def terminal_kernel(  # type: ignore[no-untyped-def]
         while end > start and ts[end - 1] >= t:
             end -= 1
         horizon = t - label_delay  # the after-delay windows end here (exclusive)
-        horizon_end = start + np.searchsorted(ts[start:end], horizon)
+        horizon_end = lower_bound(ts, start, end, horizon)
         for w in range(n_windows):
             width = TERMINAL_WINDOW_US[w]
-            recent = end - (start + np.searchsorted(ts[start:end], t - width))
-            delayed = horizon_end - (
-                start + np.searchsorted(ts[start:horizon_end], horizon - width)
-            )
-            out[p, w] = stored_counts[p, w] + recent
+            out[p, w] = stored_counts[p, w] + end - lower_bound(ts, start, end, t - width)
+            delayed = horizon_end - lower_bound(ts, start, horizon_end, horizon - width)
             out[p, n_windows + w] = stored_counts[p, n_windows + w] + delayed
         frauds[:] = 0.0
-        low, high = fraud_low[p], fraud_high[p]
-        i = low + np.searchsorted(fraud_ts[low:high], horizon - TERMINAL_LOOKBACK_US)
-        while i < high and fraud_ts[i] < horizon:
+        i = lower_bound(fraud_ts, fraud_low[p], fraud_high[p], horizon - TERMINAL_LOOKBACK_US)
+        while i < fraud_high[p] and fraud_ts[i] < horizon:
             if fraud_known_at[i] <= t:
                 age = horizon - fraud_ts[i]  # > 0; inside window w when age <= its width
                 for w in range(n_windows):
