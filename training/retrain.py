@@ -1,0 +1,491 @@
+"""`fraud retrain`: fold the labels that came back into a challenger, behind the promotion gates.
+
+    result = run_retrain(settings, RetrainOptions(history=Path("data/history/transactions.parquet")))
+
+What the challenger learns from, and what it is judged on:
+
+- The labelled set (training.feedback): per transaction the latest label on `feedback`, joined
+  to the feature vector the scorer logged in `decisions`, kept once the transaction is older than
+  the label delay (a younger one may still get a chargeback). Feedback alone is a biased sample:
+  alerts (which the champion chose) and chargebacks (the frauds it let through). So, by default
+  (`presume_legit`), decisions older than the label delay that got no feedback join as
+  legitimate, the bank's own rule (no chargeback in time means genuine). The live rows are then
+  a whole population; without them every live row the challenger saw would be an alert or a
+  fraud, and "looks like live traffic" would become a fraud signal.
+- The labelled set is cut by event time: its most recent `recent_share` is the *recent labelled
+  window*, never trained on; the older rows are appended to the training window with their
+  features exactly as logged (what the scorer will compute again, quirks of the live feature
+  store included).
+- The history is replayed through the stream features as `fraud train` does, with the champion's
+  own time split when the history file is the one the champion was trained on (same sha256), so
+  that the challenger differs from the champion by the feedback only. Its validation window
+  chooses the thresholds: a representative population, where an alert-rate cap means something
+  (in a set of alerts it would not). Its test window is audited for fairness and scored by both
+  models for `fraud promote`'s not_worse gate (within `history_tolerance`): a check that the
+  challenger has not forgotten the history, not a forecast (it trained on later live rows).
+- Gates. `recent_window`, applied here: on the recent labelled window both models score the same
+  logged feature vectors, and the challenger's average precision must reach the champion's minus
+  `recent_tolerance` (a forward-in-time test: every training row is older). Then the gates of
+  training.promotion (data validation, fairness, not_worse). @champion moves only when all pass
+  and `promote` is on; otherwise the new version stays at @challenger, tagged with its gates
+  (`fraud promote` can still move it). The worker polls @champion and swaps by itself.
+
+Lineage on the version (tags `retrain.*`, run artifact `retrain.json`): feedback offsets per
+partition, labelled_at and event-time ranges, counts by source, conflicts, the recent-window
+comparison and a digest of history + labelled set. Missing or thin input, or a service that does
+not answer, stops the run before anything is registered (RetrainRefusedError, ServiceUnavailable);
+a failure while registering deletes the half-made version.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fraud.settings import Settings
+from training.promotion import Gate, check_gates, promote
+from training.registry import CHALLENGER, CHAMPION, open_store, set_version_tags, version_at_alias
+from training.retrain_windows import (
+    Minimums,
+    RetrainRefusedError,
+    check_labelled_set,
+    combine_windows,
+    compare_on_window,
+    feedback_rows,
+    labelled_set_digest,
+    split_recent,
+    train_on_windows,
+)
+from training.split import TimeSplit, default_split
+
+Step = Callable[[str], AbstractContextManager[Any]]
+RETRAIN_ARTIFACT = "retrain.json"
+RECENT_WINDOW_ARTIFACT = "evaluation/recent_window.parquet"
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    history: Path
+    customers: Path | None = None  # default: beside the history
+    feedback_label_delay: timedelta | None = None  # default: settings.label_delay_days
+    history_label_delay_days: int | None = None  # default: settings.label_delay_days
+    test_days: int = 10
+    validation_days: int = 8
+    warmup_days: int = 7
+    recent_share: float = 0.3
+    minimums: Minimums = field(default_factory=Minimums)
+    presume_legit: bool = True
+    promote: bool = True
+    recent_tolerance: float = 0.0
+    history_tolerance: float = 0.02
+    max_alert_rate: float = 0.02
+    seed: int = 1
+    model_params: dict[str, Any] = field(default_factory=dict)
+    fairness_min_events: float | None = None
+    fairness_band: tuple[float, float] | None = None  # (min_ratio, max_ratio)
+    threads: int = 1
+    as_of: datetime | None = None
+
+
+@dataclass
+class RetrainResult:
+    as_of: str
+    champion_before: str
+    version: str
+    gates: list[Gate]
+    promoted: bool
+    champion_after: str
+    assembly: dict[str, Any]
+    recent: dict[str, Any]
+    history_comparison: dict[str, Any]
+    split: dict[str, Any]
+    split_source: str
+    training_rows: dict[str, int]
+    dataset_digest: str
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(gate.passed for gate in self.gates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "gates_passed": self.gates_passed}
+
+
+def _champion_split(tags: dict[str, str], history_sha: str) -> TimeSplit | None:
+    """The champion's time split, when it was trained on this very history file."""
+    if tags.get("data.sha256") != history_sha:
+        return None
+    values = {
+        key[len("split.") :]: value for key, value in tags.items() if key.startswith("split.")
+    }
+    try:
+        return TimeSplit.from_dict(values)
+    except (KeyError, ValueError):
+        return None
+
+
+def _check_services(settings: Settings) -> Any:
+    """The registry client and the champion's version; refuse early when either is missing."""
+    from simulator.produce import check_reachable
+
+    client = open_store(settings)
+    champion = version_at_alias(client, settings.model_name, CHAMPION)
+    if champion is None:
+        raise RetrainRefusedError(
+            f"no '{settings.model_name}' at @{CHAMPION} in {settings.tracking_uri} to challenge; "
+            "train and promote one first with `fraud train`"
+        )
+    check_reachable(settings.kafka_bootstrap_servers, timeout_s=5.0)
+    return client, champion
+
+
+def run_retrain(
+    settings: Settings, options: RetrainOptions, step: Step = lambda label: nullcontext()
+) -> RetrainResult:
+    """Assemble, train, compare, register, gate and (when allowed) promote; see the module
+    docstring. Raises RetrainRefusedError (nothing registered) on thin or missing input."""
+    from threadpoolctl import threadpool_limits
+
+    # OpenMP's thread team in scikit-learn's fit and predict: on a shared two-core host a
+    # one-thread fit of the test bank took 1 s, the default team 13 s (hand-offs under load).
+    with threadpool_limits(options.threads):
+        return _run(settings, options, step)
+
+
+def _run(settings: Settings, options: RetrainOptions, step: Step) -> RetrainResult:
+    from training import workflow
+    from training.feedback import load_labelled_set
+    from training.pipeline import TrainConfig, split_windows
+    from training.registry import load_model_version
+    from training.thresholds import PolicyTargets
+    from training.tracking import file_sha256
+
+    as_of = (options.as_of or datetime.now(UTC)).astimezone(UTC)
+    history_delay = timedelta(
+        days=settings.label_delay_days
+        if options.history_label_delay_days is None
+        else options.history_label_delay_days
+    )
+    feedback_delay = options.feedback_label_delay or timedelta(days=settings.label_delay_days)
+    with step("registry and broker"):
+        client, champion = _check_services(settings)
+    if not options.history.is_file():
+        raise RetrainRefusedError(
+            f"history file {options.history} does not exist; run `fraud simulate` or pass --data"
+        )
+    from training.dataset import feature_spec
+
+    spec = feature_spec()
+    with step(f"labelled set from {settings.topics.feedback} + {settings.topics.decisions}"):
+        labelled, report = load_labelled_set(
+            settings,
+            as_of=as_of,
+            label_delay=feedback_delay,
+            feature_names=spec.names,
+            presume_unlabelled_legit=options.presume_legit,
+        )
+    assembly = report.as_dict()
+    check_labelled_set(labelled, assembly, options.minimums, f"'{settings.topics.feedback}'")
+    older, recent = split_recent(labelled, options.recent_share, options.minimums.recent_frauds)
+
+    with step("history: validate and replay through the stream features"):
+        validated = workflow.load_and_validate(options.history, max_rejected_share=0.001)
+        history, spec = workflow.build_features(validated, history_delay, spec)
+        history_sha = file_sha256(options.history)
+    split = _champion_split(dict(champion.tags), history_sha)
+    split_source = f"champion v{champion.version}"
+    if split is None:
+        split_source = "default split of the history"
+        split = default_split(
+            history["timestamp"],
+            history_delay,
+            options.test_days,
+            options.validation_days,
+            options.warmup_days,
+        )
+    customers = options.customers or workflow.customers_path_for(options.history)
+    groups, _ = workflow.load_groups(customers, history, split.test_from)
+    test_groups = None
+    if groups is not None:
+        test_groups = groups.loc[split.mask(history["timestamp"], "test")]
+
+    windows = combine_windows(split_windows(history, split), feedback_rows(older, spec))
+    gate = _fairness_gate(options)
+    config = TrainConfig(
+        seed=options.seed,
+        targets=PolicyTargets(max_alert_rate=options.max_alert_rate),
+        fairness_gate=gate,
+        with_baseline=False,
+        overrides={"hist_gradient_boosting": dict(options.model_params)}
+        if options.model_params
+        else {},
+    )
+    with step(f"train the challenger on {len(windows['train']):,} rows"):
+        outcome = train_on_windows(windows, split, spec, config, test_groups)
+
+    with step(f"score the recent labelled window ({len(recent):,} rows) with both models"):
+        current = load_model_version(settings, version=str(champion.version))
+        names = list(outcome.spec.names)
+        challenger_model = outcome.default.model
+        comparison = compare_on_window(
+            recent,
+            {
+                "challenger": (
+                    lambda frame: challenger_model.predict_proba(frame[names])[:, 1],
+                    outcome.default.threshold_choice.thresholds,
+                ),
+                "champion": (current.predict_scores, current.thresholds),
+            },
+        )
+    comparison["champion_version"] = str(champion.version)
+    recent_gate = _recent_gate(comparison, options.recent_tolerance)
+    digest = labelled_set_digest(history_sha, labelled)
+    lineage = _lineage(settings, assembly, older, recent, comparison, digest, as_of, options)
+
+    with step("register the challenger with its lineage"):
+        version = _register(settings, client, outcome, validated, history_sha, options, lineage)
+        _log_recent_window(client, version.run_id, recent, lineage)
+
+    with step("promotion gates"):
+        gates, history_comparison, previous = check_gates(
+            settings, version.version, options.history_tolerance
+        )
+        gates = [recent_gate, *gates]
+        promoted = False
+        if options.promote and all(g.passed for g in gates):
+            decision = promote(settings, version.version, tolerance=options.history_tolerance)
+            promoted = decision.promoted
+            gates = [recent_gate, *decision.gates]
+        _record_decision(client, settings, version.version, gates, promoted, previous, options)
+    after = version_at_alias(client, settings.model_name, CHAMPION)
+    return RetrainResult(
+        as_of=as_of.isoformat(),
+        champion_before=str(champion.version),
+        version=version.version,
+        gates=gates,
+        promoted=promoted,
+        champion_after=str(after.version) if after is not None else "",
+        assembly=assembly,
+        recent=comparison,
+        history_comparison=history_comparison,
+        split=split.as_dict(),
+        split_source=split_source,
+        training_rows={
+            "history": int((windows["train"]["origin"] == "history").sum()),
+            "feedback": len(older),
+            "validation": len(windows["validation"]),
+            "test": len(windows["test"]),
+        },
+        dataset_digest=digest,
+    )
+
+
+def _fairness_gate(options: RetrainOptions) -> Any:
+    from training.fairness import FairnessGate
+
+    changes: dict[str, float] = {}
+    if options.fairness_min_events is not None:
+        changes["min_expected_events"] = options.fairness_min_events
+    if options.fairness_band is not None:
+        changes["min_ratio"], changes["max_ratio"] = options.fairness_band
+    return replace(FairnessGate(), **changes)
+
+
+def _recent_gate(comparison: dict[str, Any], tolerance: float) -> Gate:
+    challenger = comparison["challenger"]["average_precision"]
+    champion = comparison["champion"]["average_precision"]
+    passed = challenger is not None and champion is not None and challenger >= champion - tolerance
+    detail = (
+        f"average precision on the recent labelled window ({comparison['rows']} rows, "
+        f"{comparison['fraud']} fraud, {comparison['event_time_from']} to "
+        f"{comparison['event_time_to']}): challenger {challenger:.4f} vs champion "
+        f"v{comparison['champion_version']} {champion:.4f} (tolerance {tolerance})"
+    )
+    return Gate("recent_window", passed, detail)
+
+
+def _lineage(
+    settings: Settings,
+    assembly: dict[str, Any],
+    older: pd.DataFrame,
+    recent: pd.DataFrame,
+    comparison: dict[str, Any],
+    digest: str,
+    as_of: datetime,
+    options: RetrainOptions,
+) -> dict[str, Any]:
+    return {
+        "as_of": as_of.isoformat(),
+        "feedback_topic": settings.topics.feedback,
+        "decisions_topic": settings.topics.decisions,
+        "feedback_offsets": assembly["feedback_offsets"],
+        "labelled_at_min": assembly["labelled_at_min"],
+        "labelled_at_max": assembly["labelled_at_max"],
+        "label_delay_s": assembly["label_delay_days"] * 86400,
+        "presume_legit": options.presume_legit,
+        "assembly": assembly,
+        "training_feedback_rows": len(older),
+        "training_feedback_fraud": int(older["label"].sum()),
+        "training_event_time_to": older["event_time"].max().isoformat(),
+        "recent_share": options.recent_share,
+        "recent_window": comparison,
+        "dataset_digest": digest,
+    }
+
+
+def _register(
+    settings: Settings,
+    client: Any,
+    outcome: Any,
+    validated: Any,
+    history_sha: str,
+    options: RetrainOptions,
+    lineage: dict[str, Any],
+) -> Any:
+    """log_training_run plus the retrain tags; on any failure, no version is left behind."""
+    from training.tracking import DataInfo, log_training_run
+
+    info = DataInfo(
+        source=str(options.history),
+        sha256=history_sha,
+        rows=len(validated.frame),
+        validation=validated.report.to_dict(),
+        customers_source=None,
+        extra={"feedback": lineage["feedback_topic"]},
+    )
+    run_name = f"retrain-{lineage['as_of'][:19].replace(':', '')}-{uuid.uuid4().hex[:6]}"
+    try:
+        registered = log_training_run(settings, outcome, info, run_name=run_name)
+        recent = lineage["recent_window"]
+        assembly = lineage["assembly"]
+        tags = {
+            "retrain.as_of": lineage["as_of"],
+            "retrain.feedback_topic": lineage["feedback_topic"],
+            "retrain.feedback_offsets": json.dumps(
+                {p: [r["first"], r["last"]] for p, r in lineage["feedback_offsets"].items()},
+                separators=(",", ":"),
+            )[:4900],
+            "retrain.labelled_at": f"{lineage['labelled_at_min']}..{lineage['labelled_at_max']}",
+            "retrain.label_delay_s": f"{lineage['label_delay_s']:g}",
+            "retrain.labels": assembly["rows"],
+            "retrain.frauds": assembly["frauds"],
+            "retrain.by_source": json.dumps(assembly["by_source"], separators=(",", ":")),
+            "retrain.conflicts": assembly["conflicts"],
+            "retrain.training_feedback_rows": lineage["training_feedback_rows"],
+            "retrain.recent_window": f"{recent['event_time_from']}..{recent['event_time_to']}",
+            "retrain.recent_average_precision": recent["challenger"]["average_precision"],
+            "retrain.recent_champion_average_precision": recent["champion"]["average_precision"],
+            "retrain.champion_before": recent["champion_version"],
+            "retrain.dataset_digest": lineage["dataset_digest"],
+        }
+        set_version_tags(client, settings.model_name, registered.version, tags)
+        return registered
+    except BaseException:
+        _discard(client, settings, run_name)
+        raise
+
+
+def _discard(client: Any, settings: Settings, run_name: str) -> None:
+    """Delete the versions (and mark failed the run) a failed registration left behind."""
+    from training.registry import TRAINING_EXPERIMENT
+
+    try:
+        experiment = client.get_experiment_by_name(TRAINING_EXPERIMENT)
+        if experiment is None:
+            return
+        runs = client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.`mlflow.runName` = '{run_name}'"
+        )
+        for run in runs:
+            for version in client.search_model_versions(f"run_id='{run.info.run_id}'"):
+                client.delete_model_version(settings.model_name, version.version)
+            client.set_terminated(run.info.run_id, status="FAILED")
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        pass
+
+
+def _log_recent_window(
+    client: Any, run_id: str, recent: pd.DataFrame, lineage: dict[str, Any]
+) -> None:
+    """The recent window (logged features + labels) and the lineage, beside the run's files."""
+    import tempfile
+
+    from training.results import write_json
+
+    with tempfile.TemporaryDirectory() as folder:
+        window = Path(folder) / Path(RECENT_WINDOW_ARTIFACT).name
+        recent.to_parquet(window, index=False)
+        client.log_artifact(run_id, str(window), str(Path(RECENT_WINDOW_ARTIFACT).parent))
+        client.log_artifact(run_id, str(write_json(Path(folder) / RETRAIN_ARTIFACT, lineage)))
+    for role in ("challenger", "champion"):
+        for key, value in lineage["recent_window"][role].items():
+            if isinstance(value, int | float):
+                client.log_metric(run_id, f"recent_{role}_{key}", float(value))
+
+
+def _record_decision(
+    client: Any,
+    settings: Settings,
+    version: str,
+    gates: list[Gate],
+    promoted: bool,
+    previous: str | None,
+    options: RetrainOptions,
+) -> None:
+    """The gates, ours included, on the version; the status when promote() was not called."""
+    tags: dict[str, Any] = {
+        "promotion.gates": json.dumps([asdict(g) for g in gates], separators=(",", ":"))[:4900]
+    }
+    if not promoted:
+        tags.update(
+            {
+                "promotion.status": "refused"
+                if options.promote
+                else "not attempted (--no-promote)",
+                "promotion.at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "promotion.by": getpass.getuser(),
+                "promotion.reason": "",
+                "promotion.previous_champion": previous or "",
+            }
+        )
+    set_version_tags(client, settings.model_name, version, tags)
+
+
+def retraining_card_section(settings: Settings, alias: str = CHAMPION) -> str:
+    """Markdown about the retraining behind the version at `alias` ('' if it was not retrained)."""
+    client = open_store(settings)
+    found = version_at_alias(client, settings.model_name, alias) or version_at_alias(
+        client, settings.model_name, CHALLENGER
+    )
+    tags = dict(found.tags) if found is not None else {}
+    if "retrain.as_of" not in tags:
+        return ""
+    return "\n".join(
+        [
+            "",
+            "## Retraining from feedback",
+            "",
+            f"- Retrained at {tags['retrain.as_of']} from `{tags['retrain.feedback_topic']}` "
+            f"(offsets by partition, first..last: `{tags['retrain.feedback_offsets']}`), "
+            f"labels given {tags['retrain.labelled_at']}, label delay "
+            f"{tags['retrain.label_delay_s']} s.",
+            f"- Labelled set: {tags['retrain.labels']} transactions, {tags['retrain.frauds']} "
+            f"fraud, by source `{tags['retrain.by_source']}`, {tags['retrain.conflicts']} "
+            f"conflicting; {tags['retrain.training_feedback_rows']} of them trained on.",
+            f"- Recent labelled window {tags['retrain.recent_window']}: average precision "
+            f"{float(tags['retrain.recent_average_precision']):.4f} vs "
+            f"{float(tags['retrain.recent_champion_average_precision']):.4f} for the champion "
+            f"before it (v{tags['retrain.champion_before']}).",
+            f"- Dataset digest (history + labelled set): `{tags['retrain.dataset_digest']}`",
+            "",
+        ]
+    )
