@@ -11,11 +11,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
 from confluent_kafka import KafkaException
+from faust.types import StreamT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -100,14 +101,19 @@ def create_app(worker: Worker) -> faust.App:
     )
     feedback = app.topic(settings.topics.feedback, key_serializer="raw", value_serializer="raw")
 
+    # take_events (events with their offsets, acknowledged after the loop body) lives on
+    # faust.Stream; the StreamT the agent decorator types its argument as does not declare it.
     @app.agent(transactions, name="score-transactions")
-    async def score_transactions(stream: faust.Stream) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+    async def score_transactions(stream: StreamT[Any]) -> None:
+        batches = cast(faust.Stream, stream).take_events(
+            settings.batch_size, within=settings.batch_within_s
+        )
+        async for events in batches:
             await worker.handler.handle(_messages(events))
 
     @app.agent(feedback, name="apply-feedback")
-    async def apply_feedback(stream: faust.Stream) -> None:
-        async for events in stream.take_events(settings.batch_size, within=0.5):
+    async def apply_feedback(stream: StreamT[Any]) -> None:
+        async for events in cast(faust.Stream, stream).take_events(settings.batch_size, within=0.5):
             await worker.handler.handle_feedback(_messages(events))
 
     @app.timer(interval=settings.model_poll_interval_s)

@@ -21,10 +21,15 @@ def worker(
     champion in the registry (`make train`).
     """
     from faust.worker import Worker as FaustWorker
+    from threadpoolctl import threadpool_limits
 
     from stream.app import build_worker, create_app
     from stream.logs import logging_config
 
+    # One native thread per worker: batches are small, and OpenMP's thread team (sklearn's
+    # predict) costs more in hand-offs than it saves; on a busy host it made a 30-row predict
+    # take 0.2-0.9 s instead of 20 ms. Scale out with more workers (partitions) instead.
+    threadpool_limits(1)
     settings: Settings = ctx.obj
     updates = {
         k: v for k, v in {"web_port": web_port, "batch_size": batch_size}.items() if v is not None

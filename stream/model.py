@@ -27,7 +27,8 @@ def load_from_registry(settings: Settings, alias: str) -> ScoringModel:
     from training.registry import load_model_version
 
     loaded = load_model_version(settings, alias=alias)
-    return ScoringModel(
+    check_features(loaded.name, loaded.version, loaded.feature_names)
+    model = ScoringModel(
         name=loaded.name,
         version=loaded.version,
         alias=alias,
@@ -36,6 +37,29 @@ def load_from_registry(settings: Settings, alias: str) -> ScoringModel:
         predict_proba=loaded.predict_scores,
         explain=loaded.reason_coder().reason_codes,
     )
+    warm_up(model)
+    return model
+
+
+def check_features(name: str, version: str, feature_names: tuple[str, ...]) -> None:
+    """Refuse a model that needs features the stream does not compute: scoring would quietly
+    feed it missing values (a model trained before a feature was renamed or removed)."""
+    from stream.features import FEATURE_NAMES
+
+    unknown = [feature for feature in feature_names if feature not in FEATURE_NAMES]
+    if unknown:
+        raise ModelNotFoundError(
+            f"{name} version {version} needs features the stream does not compute: "
+            f"{', '.join(unknown)}; retrain it with `make train` on the current feature code"
+        )
+
+
+def warm_up(model: ScoringModel) -> None:
+    """Score and explain one row now, so that one-off costs of a first call (compiling the
+    TreeSHAP kernels took seconds) are paid while loading, not by a batch on the hot path."""
+    frame = model.frame([{}])
+    model.predict_proba(frame)
+    model.explain(frame)
 
 
 def version_at_alias(settings: Settings, alias: str) -> str | None:
@@ -60,6 +84,7 @@ class ModelHolder:
         self._loader = loader
         self._probe = probe
         self.current: ScoringModel | None = None
+        self._refused: str | None = None  # a version that failed to load; not retried
 
     def load(self) -> ScoringModel:
         """Load the alias now; raises ModelNotFoundError saying how to train one."""
@@ -75,20 +100,23 @@ class ModelHolder:
     async def refresh(self) -> bool:
         """Swap to the alias's version if it moved; True when a new version is in place."""
         alias = self.settings.model_alias
+        current = self.current.version if self.current else None
+        version = None
         try:
             version = await asyncio.to_thread(self._probe, self.settings, alias)
-            if version is None or (self.current is not None and version == self.current.version):
+            if version is None or version in (current, self._refused):
                 return False
             model = await asyncio.to_thread(self._loader, self.settings, alias)
-        except Exception:  # a failed poll keeps the current model running
-            log.exception(
-                "model refresh failed; keeping version %s", self.current and self.current.version
-            )
+        except ModelNotFoundError as exc:  # this version cannot serve: say so once, keep going
+            self._refused = version
+            log.error("not swapping @%s to it (keeping version %s): %s", alias, current, exc)
             return False
-        previous = self.current.version if self.current else None
+        except Exception:  # registry away, a read failed: keep the current model, poll again
+            log.exception("model refresh failed; keeping version %s", current)
+            return False
         self._swap(model)
         self.metrics.model_reloads.inc()
-        log.info("model swapped: %s -> %s (@%s)", previous, model.version, alias)
+        log.info("model swapped: %s -> %s (@%s)", current, model.version, alias)
         return True
 
     def _swap(self, model: ScoringModel) -> None:

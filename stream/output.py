@@ -33,6 +33,7 @@ class BatchProducer:
     metrics: ScorerMetrics | None = None
     config: dict[str, Any] = field(default_factory=dict)
     retry_pause_s: float = 0.5
+    flush_timeout_s: float = 60.0
     _producer: Producer | None = None
 
     @property
@@ -51,15 +52,14 @@ class BatchProducer:
             failed: list[_Pending] = []
             for record in pending:
                 self._produce(record, failed)
-            remaining = await asyncio.to_thread(self._flush)
-            if remaining or failed:
+            # Until every record has its delivery report, `failed` is not complete: a flush
+            # that timed out with records still queued must not end the round.
+            while queued := await asyncio.to_thread(self._flush):
+                log.warning("output delivery slow: %d records still queued", queued)
+            if failed:
                 if self.metrics is not None:
                     self.metrics.produce_retries.inc(len(failed))
-                log.warning(
-                    "output delivery incomplete (%d failed, %d queued); retrying",
-                    len(failed),
-                    remaining,
-                )
+                log.warning("output delivery failed for %d records; sending again", len(failed))
                 await asyncio.sleep(self.retry_pause_s)
             pending = failed
 
@@ -79,8 +79,7 @@ class BatchProducer:
                 self.producer.poll(0.05)
 
     def _flush(self) -> int:
-        remaining = self.producer.flush(60)
-        return int(remaining)
+        return int(self.producer.flush(self.flush_timeout_s))
 
     def close(self) -> None:
         if self._producer is not None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fraud.settings import Settings
+from tests.integration.worker_support import RedisServer
 from tests.processes import Proc, fraud_command, free_port, running, wait_healthy
 from tests.stack import ROOT, Stack
 
@@ -22,8 +24,22 @@ class Champion:
     history: Path
     version: str
 
+    @property
+    def tracking_uri(self) -> str:
+        return store_uri(self.state_dir)
+
+    def settings(self) -> Settings:
+        return Settings(state_dir=self.state_dir, MLFLOW_TRACKING_URI=self.tracking_uri)
+
     def env(self) -> dict[str, str]:
-        return {"FRAUD_STATE_DIR": str(self.state_dir)}
+        return {"FRAUD_STATE_DIR": str(self.state_dir), "MLFLOW_TRACKING_URI": self.tracking_uri}
+
+
+def store_uri(state_dir: Path) -> str:
+    """The MLflow store of a state folder, named explicitly: opening a store (mlflow's
+    set_tracking_uri) exports MLFLOW_TRACKING_URI into this process's environment, which
+    Settings and every child process would otherwise follow instead of FRAUD_STATE_DIR."""
+    return Settings(state_dir=state_dir, MLFLOW_TRACKING_URI=None).tracking_uri
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -40,11 +56,10 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 def train_champion(base: Path, seed: int = 5, extra: tuple[str, ...] = ()) -> Champion:
     """Simulate a small bank, train on it and make sure a champion exists (forced if gates fail)."""
-    from fraud.settings import Settings
     from training.registry import open_store, version_at_alias
 
     state = base / "state"
-    env = {"FRAUD_STATE_DIR": str(state)}
+    env = {"FRAUD_STATE_DIR": str(state), "MLFLOW_TRACKING_URI": store_uri(state)}
     history = base / "history"
     _run(
         fraud_command(
@@ -80,7 +95,7 @@ def train_champion(base: Path, seed: int = 5, extra: tuple[str, ...] = ()) -> Ch
         ),
         env,
     )
-    settings = Settings(state_dir=state)
+    settings = Settings(state_dir=state, MLFLOW_TRACKING_URI=store_uri(state))
     client = open_store(settings)
     champion = version_at_alias(client, settings.model_name, "champion")
     if (
@@ -108,7 +123,42 @@ def train_champion(base: Path, seed: int = 5, extra: tuple[str, ...] = ()) -> Ch
 
 @pytest.fixture(scope="session")
 def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
+    """Trained once per session. FRAUD_TEST_CHAMPION_DIR=<folder> keeps it there across runs
+    (delete the folder after changing feature code: the worker refuses a stale model)."""
+    import os
+
+    kept = os.environ.get("FRAUD_TEST_CHAMPION_DIR")
+    if kept:
+        return _kept_champion(Path(kept))
     return train_champion(tmp_path_factory.mktemp("champion"))
+
+
+def _kept_champion(base: Path) -> Champion:
+    from training.registry import open_store, version_at_alias
+
+    state = base / "state"
+    if (state / "mlflow" / "mlflow.db").exists():
+        settings = Settings(state_dir=state, MLFLOW_TRACKING_URI=store_uri(state))
+        found = version_at_alias(open_store(settings), settings.model_name, "champion")
+        if found is not None:
+            return Champion(state, base / "history", str(found.version))
+    return train_champion(base)
+
+
+@pytest.fixture
+def private_champion(
+    champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Champion:
+    """A copy of the session champion's state folder: a test may register and promote versions
+    in it without moving the champion other tests score with."""
+    import shutil
+
+    state = tmp_path / "registry-state"
+    shutil.copytree(champion.state_dir, state, ignore=shutil.ignore_patterns("faust"))
+    copy = Champion(state, champion.history, champion.version)
+    # Opening the copy exports its URI into this process; put the variable back afterwards.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy.tracking_uri)
+    return copy
 
 
 @dataclass
@@ -145,12 +195,15 @@ class WorkerEnv:
         }
 
     @contextmanager
-    def worker(self, name: str = "worker") -> Iterator[Proc]:
+    def worker(self, name: str = "worker", wait: bool = True) -> Iterator[Proc]:
+        """A running `fraud worker`; healthy on entry unless `wait` is False (start several
+        at once, then `wait_healthy` each)."""
         port = free_port()
         with running(
             fraud_command("worker"), self.env(port), self.logs / f"{name}.log", port
         ) as proc:
-            wait_healthy(proc)
+            if wait:
+                wait_healthy(proc)
             yield proc
 
 
@@ -166,6 +219,81 @@ def worker_env(
     yield WorkerEnv(stack, champion, topics, unique_name("scorer"), prefix, tmp_path / "logs")
     for key in redis_client.scan_iter(f"{prefix}:*", count=1000):
         redis_client.delete(key)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+    """Start private redis-server processes (free port, temp folder); all stopped at teardown."""
+    servers: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(servers)}")
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@pytest.fixture
+def consume_raw(stack: Stack, unique_name) -> Callable[..., list[RawRecord]]:
+    """Every record of a topic from the beginning, bytes as stored: waits until the topic holds
+    at least `count` records (or `timeout_s` passed), then reads up to its end offsets."""
+    import time
+
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    from stream.kafka_io import make_consumer
+
+    def consume(
+        topic: str, count: int = 0, timeout_s: float = 60, bootstrap: str | None = None
+    ) -> list[RawRecord]:
+        consumer = make_consumer(bootstrap or stack.bootstrap, unique_name("raw-reader"))
+        try:
+            partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+
+            def end_offsets() -> dict[int, int]:
+                return {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in partitions
+                }
+
+            deadline = time.monotonic() + timeout_s
+            ends = end_offsets()
+            while sum(ends.values()) < count and time.monotonic() < deadline:
+                time.sleep(0.25)
+                ends = end_offsets()
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            records: list[RawRecord] = []
+            unread = {p for p, end in ends.items() if end > 0}
+            while unread and time.monotonic() < deadline + 30:
+                for message in consumer.consume(1000, timeout=0.5):
+                    assert message.error() is None, message.error()
+                    partition, offset = message.partition(), message.offset()
+                    if offset >= ends[partition]:
+                        continue
+                    records.append(
+                        RawRecord(topic, partition, offset, message.key(), message.value())
+                    )
+                    if offset == ends[partition] - 1:
+                        unread.discard(partition)
+            assert not unread, f"could not read {topic} to its end (partitions {unread})"
+        finally:
+            consumer.close()
+        return records
+
+    return consume
 
 
 ConsumeAll = Callable[..., list[dict]]
