@@ -133,10 +133,33 @@ def _champion_split(tags: dict[str, str], history_sha: str) -> TimeSplit | None:
         return None
 
 
+def _check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when an MLflow server does not accept connections: the client's own
+    retries take minutes before they give up."""
+    import socket
+    from urllib.parse import urlparse
+
+    from fraud.errors import ServiceUnavailableError
+
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout_s):
+            return
+    except OSError as exc:
+        raise ServiceUnavailableError(
+            f"MLflow tracking server {uri} is not reachable ({exc}); start it or fix "
+            "MLFLOW_TRACKING_URI. Nothing was registered and @champion is unchanged"
+        ) from None
+
+
 def _check_services(settings: Settings) -> Any:
     """The registry client and the champion's version; refuse early when either is missing."""
     from simulator.produce import check_reachable
 
+    _check_tracking_server(settings.tracking_uri)
     client = open_store(settings)
     champion = version_at_alias(client, settings.model_name, CHAMPION)
     if champion is None:
