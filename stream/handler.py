@@ -69,16 +69,22 @@ class BatchHandler:
     def features(
         self, events: list[dict[str, Any]]
     ) -> tuple[list[dict[str, float | None]], list[bool]]:
-        """Aggregates from Redis, or defaults (degraded) while Redis is unreachable."""
+        """Aggregates from Redis, or defaults (degraded) while Redis is unreachable or failing.
+
+        Any Redis error degrades, not only a lost connection: a full Redis (OOM), a read-only
+        replica after a failover or a busy script answer with an error reply, and a decision
+        with default aggregates beats a dead letter. A failed write script leaves no partial
+        state: its first write is the one refused.
+        """
         import redis
 
         if time.monotonic() >= self._redis_down_until:
             try:
                 return self.store.process_batch(events), [False] * len(events)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except redis.RedisError as exc:
                 self.metrics.redis_errors.inc()
                 self._redis_down_until = time.monotonic() + self.settings.redis_retry_s
-                log.warning("redis unavailable (%s); deciding with default aggregates", exc)
+                log.warning("redis failed (%r); deciding with default aggregates", exc)
         self.metrics.degraded.inc(len(events))
         return [self._default_features(event) for event in events], [True] * len(events)
 
@@ -161,11 +167,11 @@ class BatchHandler:
         if labels:
             try:
                 applied = self.store.apply_labels(labels)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except redis.RedisError as exc:
                 # Labels are also kept on the feedback topic for retraining; the online
                 # terminal aggregates miss them until Redis is back.
                 self.metrics.redis_errors.inc()
-                log.warning("redis unavailable for %d labels: %s", len(labels), exc)
+                log.warning("redis failed for %d labels: %r", len(labels), exc)
         if dead:
             await self.producer.deliver(
                 [(self.settings.topics.dead_letter, None, orjson.dumps(d.record)) for d in dead]
