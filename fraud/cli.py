@@ -70,7 +70,7 @@ def mlflow_check(ctx: typer.Context) -> None:
 def _register_commands() -> None:
     """Subcommands owned by the other packages."""
     from simulator import cli as simulator_cli
-    from stream import bench_cli, feedback_cli, ops_cli
+    from stream import bench_cli, demo, feedback_cli, ops_cli
     from stream import cli as stream_cli
     from training import cli as training_cli
     from training import retrain_cli
@@ -81,6 +81,7 @@ def _register_commands() -> None:
     feedback_cli.register(app)
     training_cli.register(app)
     retrain_cli.register(app)
+    demo.register(app)
     bench_cli.register(app)
 
 
