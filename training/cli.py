@@ -87,6 +87,23 @@ def _print_validation(console: Any, report: Any) -> None:
         console.print(("[red]" if "[error]" in line else "") + line.replace("[", "\\["))
 
 
+def _display_path(path: Path) -> str:
+    """Paths inside the project are recorded relative to it, so records do not depend on
+    where the checkout lives."""
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _fairness_line(fairness: dict[str, Any] | None) -> str:
+    if fairness is None:
+        return "not audited (no customers table)"
+    verdict = "passed" if fairness["passed"] else "FAILED"
+    warned = [name for name, result in fairness["attributes"].items() if result["warning"]]
+    return verdict + (f" (warning: {', '.join(warned)})" if warned else "")
+
+
 def _champion_line(decision: Any) -> str:
     if decision is None:
         return "not attempted (--no-promote)"
@@ -127,6 +144,9 @@ def train_command(
         0.001, min=0.0, max=1.0, help="Data gate: rejected-row share allowed."
     ),
     baseline: bool = typer.Option(True, help="Also train the RandomForest baseline."),
+    threads: int = typer.Option(
+        1, min=1, help="OpenMP threads for gradient boosting (1 is fastest on a shared machine)."
+    ),
     promote_: bool = typer.Option(
         True, "--promote/--no-promote", help="Promote if the gates pass."
     ),
@@ -184,13 +204,14 @@ def train_command(
             targets=PolicyTargets(max_alert_rate=max_alert_rate),
             split=split,
             with_baseline=baseline,
+            threads=threads,
         )
     train_result = {**workflow.training_result(outcome), **group_info}
     results.record("train", train_result, elapsed())
 
     with _step(console, "log to MLflow and register") as elapsed:
         info = DataInfo(
-            source=str(data),
+            source=_display_path(data),
             sha256=file_sha256(data),
             rows=len(validated.frame),
             validation=validated.report.to_dict(),
@@ -252,10 +273,7 @@ def train_command(
             "recall (target 90%)",
             f"{_pct(targets['recall'])} - {'met' if targets['recall_met'] else 'NOT met'}",
         ),
-        (
-            "fairness gate",
-            "passed" if outcome.fairness and outcome.fairness["passed"] else "failed",
-        ),
+        ("fairness gate", _fairness_line(outcome.fairness)),
         ("registered", f"{registered.name} v{registered.version} (@challenger)"),
         ("champion", _champion_line(decision)),
         ("model card", card_written or "not written"),

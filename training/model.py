@@ -33,13 +33,15 @@ HGB_PARAMS: dict[str, Any] = {
     "early_stopping": False,
 }
 # The teaching lab's model (100 trees), with leaves and per-tree samples bounded so that it
-# trains in about a minute on two cores; unbounded trees on ~0.3M rows take far longer.
+# trains in about a minute: on the default history 30% samples per tree took 67 s of CPU for
+# validation AP 0.716, 10% took 23 s for 0.675. One job: a second one gained nothing while
+# other processes shared the two cores.
 RF_PARAMS: dict[str, Any] = {
     "n_estimators": 100,
     "min_samples_leaf": 5,
     "max_samples": 0.3,
     "max_features": "sqrt",
-    "n_jobs": 2,
+    "n_jobs": 1,
 }
 
 

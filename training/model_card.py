@@ -75,7 +75,8 @@ def _fairness_section(fairness: dict[str, Any] | None) -> list[str]:
     lines = [
         f"Selection = {fairness['selection']}. Gate: {metric} ratio between the judged groups "
         f"within {gate['min_ratio']}-{gate['max_ratio']}, failing when the ratio is outside the "
-        "band and its 95% interval (bootstrap over customers) excludes parity. A group is judged "
+        "band and its interval (bootstrap over customers, family-wise 95% over all pairs of "
+        "judged groups) excludes parity. A group is judged "
         f"when it is expected to hold at least {gate['min_expected_events']:.0f} events at the "
         "overall rate; smaller groups are shown but too noisy to judge. "
         f"Result: **{'passed' if fairness['passed'] else 'failed'}**"
@@ -114,7 +115,7 @@ def _fairness_section(fairness: dict[str, Any] | None) -> list[str]:
             "FPR",
             "TPR",
             "selection rate",
-            f"{metric} 95% CI",
+            f"{metric} 95% CI (customers)",
             "judged",
         ]
         lines.extend(_table(header, rows))
@@ -335,6 +336,9 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
         "- The test period is short (days); metrics on rare scenarios rest on few cases.",
         "- Fairness groups marked 'too small' are not vouched for; a passing gate with a warning "
         "means a gap larger than the band that this test period cannot tell from noise.",
+        "- True-positive rates by group follow the test period's fraud mix: a scenario the model "
+        "barely catches (see recall per scenario) that happens to hit one group's cards lowers "
+        "that group's TPR. Read TPR gaps together with the per-scenario recall.",
         "- Fraud patterns drift: monitor score and feature distributions against "
         "`reference_distribution.json` and retrain on fresh labels regularly.",
         "- Thresholds trade precision against analyst workload; revisit them with the fraud team "

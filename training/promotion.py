@@ -110,7 +110,8 @@ def check_gates(
         Gate(
             "fairness",
             tags.get("gate.fairness") == "passed",
-            f"fairness audit on the test period: {tags.get('gate.fairness', 'not recorded')}",
+            f"fairness audit on the test period: {tags.get('gate.fairness', 'not recorded')}"
+            + (f" ({tags['gate.fairness_detail']})" if tags.get("gate.fairness_detail") else ""),
         ),
     ]
     champion = version_at_alias(client, name, CHAMPION)

@@ -197,6 +197,13 @@ def _log_model(
     )
 
 
+def _fairness_detail(fairness: dict[str, Any] | None) -> str:
+    if fairness is None:
+        return "no customers table: not audited"
+    details = [f"{name}: {result['detail']}" for name, result in fairness["attributes"].items()]
+    return "; ".join(details)[:4900]
+
+
 def _version_tags(outcome: TrainingOutcome, data: DataInfo, code: dict[str, str]) -> dict[str, Any]:
     choice = outcome.default.threshold_choice
     test = outcome.default.evaluation["test"]
@@ -216,6 +223,7 @@ def _version_tags(outcome: TrainingOutcome, data: DataInfo, code: dict[str, str]
         "code.dirty": code["dirty"],
         "gate.data_validation": "passed" if data.validation.get("passed") else "failed",
         "gate.fairness": "passed" if outcome.fairness and outcome.fairness["passed"] else "failed",
+        "gate.fairness_detail": _fairness_detail(outcome.fairness),
         "test.average_precision": test["average_precision"],
         "test.roc_auc": test["roc_auc"],
     }

@@ -122,6 +122,7 @@ def train(
     fairness_gate: FairnessGate | None = None,
     split: TimeSplit | None = None,
     with_baseline: bool = True,
+    threads: int = 1,
 ) -> TrainingOutcome:
     split = split or default_split(labelled["timestamp"], label_delay)
     config = TrainConfig(
@@ -129,6 +130,7 @@ def train(
         targets=targets or PolicyTargets(),
         fairness_gate=fairness_gate or FairnessGate(),
         with_baseline=with_baseline,
+        threads=threads,
     )
     return train_on_split(labelled, split, spec, config, groups)
 
