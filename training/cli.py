@@ -174,11 +174,34 @@ def train_command(
         days=settings.label_delay_days if label_delay_days is None else label_delay_days
     )
 
-    with _step(console, "history") as elapsed:
-        if not data.is_file() and not simulate:
-            raise typer.BadParameter(f"{data} does not exist", param_hint="--data")
-        outcome_sim = workflow.ensure_history(data, sim_customers, sim_days, sim_seed)
-    results.record("simulate", outcome_sim, elapsed())
+    started = time.perf_counter()
+    if not data.is_file() and not simulate:
+        raise typer.BadParameter(f"{data} does not exist", param_hint="--data")
+    if data.is_file():
+        outcome_sim = workflow.ensure_history(data)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"simulating {data.parent}", total=sim_days)
+            outcome_sim = workflow.ensure_history(
+                data,
+                sim_customers,
+                sim_days,
+                sim_seed,
+                on_day=lambda day, _rows: progress.update(task, completed=day + 1),
+            )
+    console.print(
+        f"[green]done[/] history: {'simulated' if outcome_sim['simulated'] else 'found'} {data}"
+    )
+    results.record("simulate", outcome_sim, time.perf_counter() - started)
 
     with _step(console, "validate history") as elapsed:
         validated = workflow.load_and_validate(data, max_rejected_share, results.folder)
