@@ -132,11 +132,7 @@ def ensure_champion(settings: Settings, options: DemoOptions, console: Any) -> s
             *("--sim-customers", str(options.customers), "--sim-days", str(options.days)),
             *("--sim-seed", str(options.seed)),
         )
-        # One native thread: on a shared two-core host the default OpenMP team made fits many
-        # times slower (hand-offs under load), and the demo runs beside other processes.
-        result = subprocess.run(
-            command, cwd=PROJECT_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}
-        )
+        result = subprocess.run(command, cwd=PROJECT_ROOT)
         if result.returncode != 0:
             raise FraudScorerError(f"`fraud train` failed with exit code {result.returncode}")
         found = version_at_alias(open_store(settings), settings.model_name, CHAMPION)

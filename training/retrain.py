@@ -378,7 +378,7 @@ def _register(
     from training.tracking import DataInfo, log_training_run
 
     info = DataInfo(
-        source=str(options.history),
+        source=_display_path(options.history),
         sha256=history_sha,
         rows=len(validated.frame),
         validation=validated.report.to_dict(),
@@ -415,6 +415,16 @@ def _register(
     except BaseException:
         _discard(client, settings, run_name)
         raise
+
+
+def _display_path(path: Path) -> str:
+    """As `fraud train` records it: relative to the project when inside it."""
+    from fraud.settings import PROJECT_ROOT
+
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path.resolve())
 
 
 def _discard(client: Any, settings: Settings, run_name: str) -> None:
