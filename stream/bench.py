@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,12 @@ class Phase:
 def run_bench(settings: Settings, options: BenchOptions, console: Console) -> BenchRun:
     """Every step of the module docstring; topics and Redis keys are removed at the end."""
     options.validate()
+    # Child processes resolve paths from the project root, and MLflow needs absolute ones.
+    options = replace(
+        options,
+        state_dir=None if options.state_dir is None else options.state_dir.resolve(),
+        out_dir=options.out_dir.resolve(),
+    )
     context = BenchContext(settings, options)
     context.check_services()
     run = BenchRun(
@@ -240,6 +246,8 @@ def saturation(phase: Phase, worker: WorkerProcess, topics: kafka.BenchTopics) -
         meter.worker_cpu_s,
         meter.worker_share,
         meter.others_share,
+        times.tiers,
+        times.batches,
     )
 
 
@@ -317,6 +325,8 @@ def fixed_rate(
         meter.worker_share,
         meter.others_share,
         dead_lettered=dead,
+        tiers=times.tiers,
+        batches=times.batches,
     )
 
 

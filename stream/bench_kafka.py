@@ -250,21 +250,26 @@ def read_records(
 class DecisionTimes:
     decided_at: list[float]  # epoch seconds
     latency_ms: list[float]
+    tiers: dict[str, int]  # decisions per tier (approve / review / decline)
+    batches: int  # distinct decided_at instants: one per micro-batch
 
 
 def read_decisions(bootstrap: str, topic: str, start: Offsets, end: Offsets) -> DecisionTimes:
-    """decided_at and latency_ms of the decisions between two offset snapshots."""
+    """decided_at, latency_ms and tier of the decisions between two offset snapshots."""
     instants: dict[str, float] = {}  # one decided_at per micro-batch: parse each once
+    tiers: dict[str, int] = {}
 
     def parse(value: bytes) -> tuple[float, float]:
         record = orjson.loads(value)
         stamp = record["decided_at"]
         if stamp not in instants:
             instants[stamp] = datetime.fromisoformat(stamp).timestamp()
+        tier = str(record.get("decision"))
+        tiers[tier] = tiers.get(tier, 0) + 1
         return instants[stamp], float(record["latency_ms"])
 
     pairs = read_records(bootstrap, topic, start, end, parse)
-    return DecisionTimes([p[0] for p in pairs], [p[1] for p in pairs])
+    return DecisionTimes([p[0] for p in pairs], [p[1] for p in pairs], tiers, len(instants))
 
 
 def read_dead_letter_reasons(

@@ -23,6 +23,12 @@ def _met(flag: bool | None) -> str:
     return "-" if flag is None else ("[green]met[/green]" if flag else "[red]missed[/red]")
 
 
+def _batch_and_alerts(result: Mapping[str, Any]) -> str:
+    tiers = result.get("decision_shares") or {}
+    flagged = tiers.get("review", 0.0) + tiers.get("decline", 0.0)
+    return f"batches of {_num(result.get('mean_batch_size'), 0)}, {flagged:.1%} review/decline"
+
+
 def _reading(value: float | None) -> str:
     if not value:
         return ""
@@ -43,8 +49,18 @@ def header(document: Mapping[str, Any]) -> str:
         f"machine: {machine['cores']} cores, {machine['cpu']}; load average (1/5/15 min) "
         f"{load} at start, {end_load or '-'} at end",
         "versions: "
-        + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None and k != "python")
+        + ", ".join(
+            f"{k} {v}"
+            for k, v in versions.items()
+            if v is not None and k != "python" and not k.startswith("git_")
+        )
         + f", python {versions['python']}",
+        f"source: commit {versions.get('git_commit') or '?'}"
+        + (
+            f" with uncommitted changes to {', '.join(versions['git_modified_files'])}"
+            if versions.get("git_modified_files")
+            else ""
+        ),
         f"settings: {settings['events']:,} pre-loaded events, rates "
         + ", ".join(f"{r:,.0f}" for r in settings["rates"])
         + f" tx/s x {settings['duration_s']:g} s (warm-up {settings['warmup_s']:g} s), "
@@ -65,7 +81,8 @@ def results_table(document: Mapping[str, Any]) -> Table:
     if saturation:
         note = (
             f"{_num(saturation['decided'])} decided in {saturation['span_s']:.1f} s; "
-            f"{_num(saturation['decisions_per_worker_cpu_s'])} per worker CPU-second"
+            f"{_num(saturation['decisions_per_worker_cpu_s'])} per worker CPU-second; "
+            f"{_batch_and_alerts(saturation)}"
         )
         if saturation["dead_lettered"]:
             note += f"; {saturation['dead_lettered']:,} dead letters {saturation['dead_letter_reasons']}"
@@ -82,9 +99,15 @@ def results_table(document: Mapping[str, Any]) -> Table:
             note,
         )
     for fixed in document["worker"]["fixed_rates"]:
-        note = f"last decision {_num(fixed['drain_s'], 2)} s after the last send"
+        note = (
+            f"last decision {_num(fixed['drain_s'], 2)} s after the last send; "
+            f"{_batch_and_alerts(fixed)}"
+        )
         if not fixed["complete"]:
-            note = f"NOT KEPT UP: {fixed['decided']:,} of {fixed['sent']:,} decided by the limit"
+            note = (
+                f"NOT KEPT UP: {fixed['decided']:,} of {fixed['sent']:,} decided by the limit; "
+                f"{_batch_and_alerts(fixed)}"
+            )
         table.add_row(
             f"worker, {fixed['offered_rate']:,.0f} tx/s",
             _num(fixed["achieved_offered_rate"]),

@@ -87,6 +87,16 @@ def decision_span(decided_at: Sequence[float]) -> Span:
     return Span(len(times), counted, last - first, first, last)
 
 
+def shares(counts: Mapping[str, int]) -> dict[str, float]:
+    """Each key's share of the total, rounded to 0.1 %."""
+    total = sum(counts.values())
+    return {key: round(value / total, 3) for key, value in sorted(counts.items())} if total else {}
+
+
+def mean_batch(decisions: int, batches: int) -> float | None:
+    return round(decisions / batches, 1) if batches else None
+
+
 def count_within(times: Sequence[float], start: float, end: float) -> int:
     """How many instants fall in [start, end]."""
     values = np.asarray(times, dtype=float)
@@ -111,6 +121,8 @@ class SaturationResult:
     others_cpu_share: float | None = None
     decisions_per_worker_cpu_s: float | None = None
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    decision_shares: dict[str, float] = field(default_factory=dict)
+    mean_batch_size: float | None = None  # decisions per distinct decided_at instant
     complete: bool = True  # False: stopped at the time limit before every event was decided
 
 
@@ -130,6 +142,8 @@ class FixedRateResult:
     worker_cpu_share: float | None = None
     others_cpu_share: float | None = None
     dead_lettered: int = 0
+    decision_shares: dict[str, float] = field(default_factory=dict)
+    mean_batch_size: float | None = None
     complete: bool = True  # False: not every event was decided within the drain limit
 
 
@@ -151,6 +165,8 @@ def saturation_result(
     worker_cpu_s: float | None,
     worker_cpu_share: float | None,
     others_cpu_share: float | None,
+    tiers: Mapping[str, int] | None = None,
+    batches: int = 0,
 ) -> SaturationResult:
     span = decision_span(decided_at)
     dead = sum(dead_letter_reasons.values())
@@ -167,6 +183,8 @@ def saturation_result(
             round(span.counted / worker_cpu_s, 1) if worker_cpu_s else None
         ),
         dead_letter_reasons=dict(dead_letter_reasons),
+        decision_shares=shares(tiers or {}),
+        mean_batch_size=mean_batch(span.decided, batches),
         complete=span.decided + dead >= events,
     )
 
@@ -181,6 +199,8 @@ def fixed_rate_result(
     worker_cpu_share: float | None = None,
     others_cpu_share: float | None = None,
     dead_lettered: int = 0,
+    tiers: Mapping[str, int] | None = None,
+    batches: int = 0,
 ) -> FixedRateResult:
     """Sustained decisions/s = decisions decided inside the sending window / its length."""
     window = send_end - send_start
@@ -199,6 +219,8 @@ def fixed_rate_result(
         worker_cpu_share=worker_cpu_share,
         others_cpu_share=others_cpu_share,
         dead_lettered=dead_lettered,
+        decision_shares=shares(tiers or {}),
+        mean_batch_size=mean_batch(len(decided_at), batches),
         complete=len(decided_at) + dead_lettered >= sent,
     )
 

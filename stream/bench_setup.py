@@ -162,7 +162,28 @@ def versions(redis_client: Any) -> dict[str, Any]:
     text = pom.read_text() if pom.is_file() else ""
     match = re.search(r"<kafka.version>(.+?)</kafka.version>", text)
     found["kafka_broker"] = match.group(1) if match else None
+    found.update(source_state())
     return found
+
+
+def source_state() -> dict[str, Any]:
+    """The commit measured, and which tracked files differed from it (work in progress)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
+        return result.stdout.rstrip("\n") if result.returncode == 0 else ""
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = [
+            line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+        ]
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_modified_files": []}
+    return {"git_commit": commit or None, "git_modified_files": changed}
 
 
 class BenchContext:

@@ -16,11 +16,13 @@ from stream.bench_results import (
     decision_span,
     fixed_rate_result,
     latency_summary,
+    mean_batch,
     rate,
     ratio,
     ratios,
     results_document,
     saturation_result,
+    shares,
     target_checks,
 )
 
@@ -79,12 +81,22 @@ def test_fixed_rate_is_incomplete_when_decisions_are_missing_but_dead_letters_co
     ).complete
 
 
+def test_shares_and_mean_batch_size():
+    assert shares({"review": 1, "approve": 3}) == {"approve": 0.75, "review": 0.25}
+    assert shares({}) == {}
+    assert mean_batch(1_000, 8) == 125.0
+    assert mean_batch(10, 0) is None
+
+
 def test_saturation_result_rates_per_wall_and_per_worker_cpu_second():
     instants = [0.0] * 500 + [1.0] * 500 + [2.0] * 500
-    result = saturation_result(1_501, instants, {"card_number": 1}, 4.0, 1.0, 0.5)
+    tiers = {"approve": 1_200, "review": 300}
+    result = saturation_result(1_501, instants, {"card_number": 1}, 4.0, 1.0, 0.5, tiers, 3)
     assert result.decisions_per_s == 500.0  # 1,000 decided after the first batch, over 2 s
     assert result.decisions_per_worker_cpu_s == 250.0
     assert result.dead_lettered == 1
+    assert result.decision_shares == {"approve": 0.8, "review": 0.2}
+    assert result.mean_batch_size == 500.0
     assert result.complete
     assert not saturation_result(2_000, instants, {}, None, None, None).complete
 
