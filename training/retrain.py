@@ -315,12 +315,12 @@ def _run(settings: Settings, options: RetrainOptions, step: Step) -> RetrainResu
 def _fairness_gate(options: RetrainOptions) -> Any:
     from training.fairness import FairnessGate
 
-    changes: dict[str, float] = {}
+    gate = FairnessGate()
     if options.fairness_min_events is not None:
-        changes["min_expected_events"] = options.fairness_min_events
+        gate = replace(gate, min_expected_events=options.fairness_min_events)
     if options.fairness_band is not None:
-        changes["min_ratio"], changes["max_ratio"] = options.fairness_band
-    return replace(FairnessGate(), **changes)
+        gate = replace(gate, min_ratio=options.fairness_band[0], max_ratio=options.fairness_band[1])
+    return gate
 
 
 def _recent_gate(comparison: dict[str, Any], tolerance: float) -> Gate:

@@ -264,3 +264,18 @@ def test_cli_arguments_are_parsed_or_refused_clearly() -> None:
     for bad in ("2,3", "0.8", "a,b", "0,1"):
         with pytest.raises(typer.BadParameter, match="LOW,HIGH"):
             parse_band(bad)
+
+
+def test_fairness_gate_options_change_only_what_they_name() -> None:
+    from pathlib import Path
+
+    from training.fairness import FairnessGate
+    from training.retrain import RetrainOptions, _fairness_gate
+
+    history = Path("history.parquet")
+    assert _fairness_gate(RetrainOptions(history=history)) == FairnessGate()
+    widened = _fairness_gate(
+        RetrainOptions(history=history, fairness_min_events=5, fairness_band=(0.1, 10.0))
+    )
+    assert (widened.min_expected_events, widened.min_ratio, widened.max_ratio) == (5, 0.1, 10.0)
+    assert widened.metric == FairnessGate().metric
