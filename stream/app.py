@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -77,6 +78,21 @@ def _messages(events: Any) -> list[RawMessage]:
     ]
 
 
+async def _to_the_end(batch: Awaitable[Any]) -> None:
+    """Run a batch to completion even when the worker is stopping (SIGTERM).
+
+    take_events acknowledges a batch's offsets as the agent leaves its loop, by any exit, and
+    Faust commits acknowledged offsets on its way out: a batch cancelled between a failed
+    delivery and its re-send would be committed without its outputs.
+    """
+    task = asyncio.ensure_future(batch)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})  # unlike awaiting the task, a second cancel leaves it running
+        raise
+
+
 def create_app(worker: Worker) -> faust.App:
     settings = worker.settings
     app = faust.App(
@@ -109,12 +125,12 @@ def create_app(worker: Worker) -> faust.App:
             settings.batch_size, within=settings.batch_within_s
         )
         async for events in batches:
-            await worker.handler.handle(_messages(events))
+            await _to_the_end(worker.handler.handle(_messages(events)))
 
     @app.agent(feedback, name="apply-feedback")
     async def apply_feedback(stream: StreamT[Any]) -> None:
         async for events in cast(faust.Stream, stream).take_events(settings.batch_size, within=0.5):
-            await worker.handler.handle_feedback(_messages(events))
+            await _to_the_end(worker.handler.handle_feedback(_messages(events)))
 
     @app.timer(interval=settings.model_poll_interval_s)
     async def poll_model() -> None:
