@@ -98,6 +98,7 @@ class LiveStats:
     lag: int | None = None
     lag_seconds: float | None = None
     lag_status: str | None = None
+    feedback_lag: int | None = None
     peak_rate: float = 0.0
 
     def update(self, scrape: Scrape) -> None:
@@ -176,8 +177,9 @@ def live_table(stats: LiveStats, elapsed_s: float, produced: str, title: str) ->
             "consumer lag",
             "n/a"
             if stats.lag is None
-            else f"{stats.lag:,} messages, {stats.lag_seconds or 0:.1f} s ({stats.lag_status})",
+            else f"{stats.lag:,} transactions, {stats.lag_seconds or 0:.1f} s ({stats.lag_status})",
         ),
+        ("feedback lag", "n/a" if stats.feedback_lag is None else f"{stats.feedback_lag:,} labels"),
         (
             "model",
             "n/a"

@@ -76,10 +76,43 @@ def test_live_table_shows_every_number() -> None:
     stats = LiveStats()
     stats.update(parse_metrics(metrics_text(0, []), at=0.0))
     stats.update(parse_metrics(metrics_text(2000, [0.004] * 2000), at=2.0))
-    stats.lag, stats.lag_seconds, stats.lag_status = 42, 0.5, "OK"
+    stats.lag, stats.lag_seconds, stats.lag_status, stats.feedback_lag = 42, 0.5, "OK", 7
     console = Console(width=100, record=True)
     console.print(live_table(stats, 3.0, "500/s for 60 s", "demo"))
     text = console.export_text()
-    for expected in ("1,000", "2,000", "10.00%", "42 messages, 0.5 s (OK)", "v7 (1 hot swaps)"):
+    for expected in (
+        "1,000",
+        "2,000",
+        "10.00%",
+        "42 transactions, 0.5 s (OK)",
+        "7 labels",
+        "v7 (1 hot swaps)",
+    ):
         assert expected in text, text
     assert "3.8 ms / 5.0 ms" in text
+
+
+def test_lag_is_split_between_transactions_and_feedback() -> None:
+    from stream.demo import lag_by_topic
+    from stream.lag import GroupLag, PartitionLag, Status
+
+    def partition(
+        topic: str, number: int, lag: int, seconds: float, status: Status
+    ) -> PartitionLag:
+        return PartitionLag(topic, number, 100, 100 + lag, lag, seconds, status, 3, 1.0)
+
+    group = GroupLag(
+        "scorer",
+        "Stable",
+        1,
+        2.0,
+        (
+            partition("tx", 0, 5, 0.4, Status.OK),
+            partition("tx", 1, 7, 0.9, Status.OK),
+            partition("labels", 0, 300, 30.0, Status.WARN),
+        ),
+    )
+    stats = LiveStats()
+    lag_by_topic(stats, group, "tx")
+    assert (stats.lag, stats.lag_seconds, stats.feedback_lag) == (12, 0.9, 300)
+    assert stats.lag_status == "WARN"
