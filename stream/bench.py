@@ -286,7 +286,7 @@ def fixed_rates(
             with phase.step(f"rate_{offered:g}", f"Fixed rate {offered:,.0f} tx/s..."):
                 result = fixed_rate(phase, running, offered, options.duration_s)
             results.append(result)
-            if not result.complete:
+            if not result.kept_up:
                 return results, rates[index + 1 :]
     finally:
         running.worker.stop()

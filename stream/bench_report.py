@@ -103,10 +103,10 @@ def results_table(document: Mapping[str, Any]) -> Table:
             f"last decision {_num(fixed['drain_s'], 2)} s after the last send; "
             f"{_batch_and_alerts(fixed)}"
         )
-        if not fixed["complete"]:
+        if not fixed["kept_up"]:
             note = (
-                f"NOT KEPT UP: {fixed['decided']:,} of {fixed['sent']:,} decided by the limit; "
-                f"{_batch_and_alerts(fixed)}"
+                f"NOT KEPT UP: {fixed['decided_in_window']:,} of {fixed['sent']:,} decided in "
+                f"the window, {fixed['decided']:,} by the drain limit; {_batch_and_alerts(fixed)}"
             )
         table.add_row(
             f"worker, {fixed['offered_rate']:,.0f} tx/s",

@@ -18,6 +18,10 @@ RESULTS_SCHEMA = "fraud-bench/1"
 TARGET_DECISIONS_PER_S = 10_000.0
 TARGET_P99_MS = 100.0
 TARGET_P99_AT_RATE = 2_000.0
+# A fixed rate is kept up when its events were all decided and at least this share of the
+# offered rate was decided inside the sending window (a worker slower than the offered rate
+# can still drain a short run's backlog within the drain limit).
+KEPT_UP_SHARE = 0.9
 
 
 def rate(count: int, seconds: float) -> float:
@@ -145,6 +149,7 @@ class FixedRateResult:
     decision_shares: dict[str, float] = field(default_factory=dict)
     mean_batch_size: float | None = None
     complete: bool = True  # False: not every event was decided within the drain limit
+    kept_up: bool = True
 
 
 @dataclass
@@ -205,6 +210,7 @@ def fixed_rate_result(
     """Sustained decisions/s = decisions decided inside the sending window / its length."""
     window = send_end - send_start
     inside = count_within(decided_at, send_start, send_end)
+    complete = len(decided_at) + dead_lettered >= sent
     last = max(decided_at) if len(decided_at) else None
     return FixedRateResult(
         offered_rate=offered_rate,
@@ -221,7 +227,8 @@ def fixed_rate_result(
         dead_lettered=dead_lettered,
         decision_shares=shares(tiers or {}),
         mean_batch_size=mean_batch(len(decided_at), batches),
-        complete=len(decided_at) + dead_lettered >= sent,
+        complete=complete,
+        kept_up=complete and inside + dead_lettered >= KEPT_UP_SHARE * sent,
     )
 
 
@@ -271,7 +278,7 @@ def target_checks(
             # A rate the worker did not keep up with has no meaningful p99: it misses.
             "met": None
             if at_rate is None
-            else bool(p99 is not None and p99 < TARGET_P99_MS and at_rate.complete),
+            else bool(p99 is not None and p99 < TARGET_P99_MS and at_rate.kept_up),
         },
     }
 

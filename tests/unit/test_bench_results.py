@@ -73,9 +73,19 @@ def test_fixed_rate_counts_decisions_inside_the_sending_window():
     assert result.latency_ms is not None and result.latency_ms.p99 == 20.0
 
 
+def test_a_rate_drained_late_is_complete_but_not_kept_up():
+    # Every event decided, but 40 of 100 only after the window: the worker was too slow.
+    decided = [100.0 + i * 0.1 for i in range(60)] + [115.0] * 40
+    result = fixed_rate_result(10.0, 100.0, 110.0, 100, decided, [1.0] * 100)
+    assert result.complete
+    assert not result.kept_up
+    assert target_checks(None, [result])["p99_ms"]["met"] is None  # not the 2,000 tx/s rate
+
+
 def test_fixed_rate_is_incomplete_when_decisions_are_missing_but_dead_letters_count():
     decided = [100.0 + i * 0.1 for i in range(90)]
-    assert not fixed_rate_result(10.0, 100.0, 110.0, 100, decided, [1.0] * 90).complete
+    incomplete = fixed_rate_result(10.0, 100.0, 110.0, 100, decided, [1.0] * 90)
+    assert not incomplete.complete and not incomplete.kept_up
     assert fixed_rate_result(
         10.0, 100.0, 110.0, 100, decided, [1.0] * 90, dead_lettered=10
     ).complete
