@@ -10,14 +10,15 @@ One run, in this order, on private topics (deleted afterwards) and private Redis
 4. (--profile) a worker under cProfile (every thread) over that topic, with its own outputs;
 5. saturation: a worker started on the pre-loaded topic; decisions/s from its first to its
    last decision (`decided_at`), so start-up is excluded; capped at --saturation-timeout;
-6. fixed rates (ascending): a fresh worker on fresh topics, warmed up, fed by a paced producer
-   for --duration seconds per rate; sustained decisions/s = decisions decided inside the
-   sending window / its length; latency percentiles from the decisions' `latency_ms`
-   (decided_at - event timestamp). The saturation worker is reused when it finished its
-   events, else a fresh one runs on fresh topics. After a rate the worker cannot keep up with,
-   the higher rates are skipped (its backlog would only grow);
+6. fixed rates (ascending) on a warmed-up worker without backlog (the saturation worker when
+   it finished its events, else a fresh one on fresh topics), fed by a paced producer for
+   --duration seconds per rate; sustained decisions/s = decisions decided inside the sending
+   window / its length; latency percentiles from the decisions' `latency_ms` (decided_at -
+   event timestamp). After a rate the worker did not keep up with, the higher rates are
+   skipped (its backlog would only grow);
 7. baseline (a): the lab's one-transaction-per-request Flask endpoint with the same model;
-then a table, the ratios, the targets, and bench-results/bench-<run>.json.
+then a table, the ratios, the targets, and bench-results/bench-<run>.json. A baseline that
+fails is reported as an error in the results instead of discarding the worker's figures.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class BenchRun:
     baselines: dict[str, BaselineResult] = field(default_factory=dict)
     profile: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
     finished_at: str = ""
 
     def document(self) -> dict[str, Any]:
@@ -93,6 +95,7 @@ class BenchRun:
             profile=self.profile,
         )
         document["timings_s"] = {k: round(v, 3) for k, v in self.timings.items()}
+        document["errors"] = list(self.errors)
         return document
 
 
@@ -203,8 +206,12 @@ def _run_steps(context: BenchContext, run: BenchRun, console: Console, scratch: 
         running = None
     run.fixed, run.skipped_rates = fixed_rates(phase, running, run.saturation.decisions_per_s)
     if options.baselines:
-        with phase.step("http", "Baseline: one HTTP request per transaction..."):
-            run.baselines["http_per_request"] = http_baseline(phase)
+        try:
+            with phase.step("http", "Baseline: one HTTP request per transaction..."):
+                run.baselines["http_per_request"] = http_baseline(phase)
+        except FraudScorerError as exc:
+            console.print(f"[red]HTTP baseline failed: {exc}[/red]")
+            run.errors.append(f"http_per_request: {exc}")
 
 
 def saturation(phase: Phase, worker: WorkerProcess, topics: kafka.BenchTopics) -> SaturationResult:
