@@ -151,7 +151,8 @@ def _run_once(settings: Settings, options: Any, model_card: Path | None, results
     """One retrain; True when it ended as asked (promoted, or left for a person)."""
     from training.model_card import render
     from training.results import write_json
-    from training.retrain import retraining_card_section, run_retrain
+    from training.retrain import run_retrain
+    from training.retrain_registry import retraining_card_section
 
     console = _console()
     began = time.perf_counter()
