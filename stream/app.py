@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, cast
 
 import faust
@@ -66,7 +67,13 @@ def build_worker(settings: Settings, metrics: ScorerMetrics | None = None) -> Wo
         settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0
     )
     handler = BatchHandler(
-        settings, RedisFeatureStore(client, settings.redis_prefix), models, producer, metrics
+        settings,
+        RedisFeatureStore(
+            client, settings.redis_prefix, label_delay=timedelta(days=settings.label_delay_days)
+        ),
+        models,
+        producer,
+        metrics,
     )
     return Worker(settings, metrics, models, producer, handler)
 
@@ -135,6 +142,9 @@ def create_app(worker: Worker) -> faust.App:
     @app.timer(interval=settings.model_poll_interval_s)
     async def poll_model() -> None:
         await worker.models.refresh()
+        # Readiness is exported on every poll, not only when someone asks /health.
+        ready = worker.models.current is not None and await worker.kafka_connected()
+        worker.metrics.ready.set(1 if ready else 0)
 
     @app.page("/health")
     class Health(View):
