@@ -9,6 +9,7 @@ without it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -42,8 +43,10 @@ def mask(pan: str) -> str:
 
 
 def tokenize(pan: str, key: bytes) -> str:
-    digest = hmac.new(key, pan.encode(), hashlib.sha256).hexdigest()
-    return f"{TOKEN_PREFIX}{digest[:24]}"
+    # Lower-case base32 (letters and 2-7): unlike hex, a token practically never contains a
+    # 13-digit run, so a token can never itself look like a card number to a scanner.
+    digest = hmac.new(key, pan.encode(), hashlib.sha256).digest()
+    return f"{TOKEN_PREFIX}{base64.b32encode(digest).decode()[:26].lower()}"
 
 
 def may_contain_pan(raw: bytes) -> bool:

@@ -102,3 +102,10 @@ def test_schema_violation_names_field_and_rule_and_masks_numbers():
 def test_empty_payload_is_dead_lettered():
     result = admit(None, SRC, validator("transaction"), KEY)
     assert isinstance(result, DeadLetter) and result.reason == "invalid_json"
+
+
+def test_tokens_never_contain_a_digit_run_that_looks_like_a_card_number():
+    tokens = [pan.tokenize(f"4{i:015d}", KEY) for i in range(20_000)]
+    assert len(set(tokens)) == len(tokens)
+    assert not any(pan.mask_text(token) != token for token in tokens)
+    assert all(len(token) == len("tok_") + 26 for token in tokens)
