@@ -28,20 +28,17 @@ from tests.integration.worker_support import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        KafkaBroker.libs() is None, reason="no Kafka jars or java for a private broker"
-    ),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DECIDED = 'fraud_transactions_total{outcome="decided"}'
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """A private broker for this module; each test leaves it running."""
+def broker(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A private broker for this module; each test leaves it running. Asked for after the
+    shared stack, whose start fetches the jars; only a container stack has none."""
+    if KafkaBroker.libs() is None:
+        pytest.skip("no Kafka jars or java for a private broker (the stack runs in containers)")
     server = KafkaBroker(Path(tmp_path_factory.mktemp("kafka")))
     server.format()
     server.start()

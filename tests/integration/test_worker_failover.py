@@ -1,10 +1,12 @@
 """Kill one of two workers: SIGKILL mid-stream, the survivor takes over its partitions.
 
-Every transaction still gets a decision. A transaction may be decided twice only when the
-killed worker had written its decision but not yet committed its offset: the survivor then
-reads it again. Such a second decision must carry the very same feature vector (the feature
-store records each transaction's features and hands them back instead of counting it again),
-and the aggregates in Redis must be those of a clean run over the same events.
+Every transaction still gets a decision. Delivery is at least once: a transaction may be
+decided twice when its decision was written but its offset not yet committed as the group
+rebalanced after the kill (the killed worker's in-flight events, or the survivor's own, since
+a rebalance revokes every partition). The second copy is then made after the kill and must
+carry the very same feature vector and score (the feature store records each transaction's
+features and hands them back instead of counting it again), and the aggregates in Redis must
+be those of a clean run over the same events.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def test_survivor_takes_over_and_aggregates_match_a_clean_run(
         decisions = _all_decisions(consume_raw, topics["decisions"], expected)
         assert survivor.popen.poll() is None
 
-    # Each transaction decided; a second decision only for one the killed worker had decided.
+    # Each transaction decided; a second decision only from the rebalance after the kill.
     by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for decision in sorted(decisions, key=lambda d: d["decided_at"]):
         by_id[decision["transaction_id"]].append(decision)
@@ -147,7 +149,7 @@ def test_survivor_takes_over_and_aggregates_match_a_clean_run(
     for tx, copies in repeated.items():
         assert len(copies) == 2, (tx, len(copies))
         first, again = copies
-        assert first["decided_at"] < killed_at < again["decided_at"], tx
+        assert again["decided_at"] > killed_at, tx
         assert again["features"] == first["features"], tx
         assert again["score"] == first["score"] and again["decision"] == first["decision"]
 
