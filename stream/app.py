@@ -80,7 +80,10 @@ def build_worker(settings: Settings, metrics: ScorerMetrics | None = None) -> Wo
 
 def _messages(events: Any) -> list[RawMessage]:
     return [
-        RawMessage(e.value, Source(e.message.topic, e.message.partition, e.message.offset))
+        RawMessage(
+            e.value,
+            Source(e.message.topic, e.message.partition, e.message.offset, e.message.timestamp),
+        )
         for e in events
     ]
 
@@ -173,7 +176,7 @@ def create_app(worker: Worker) -> faust.App:
 
         async def post(self, request: Request) -> Response:
             raw = await self.read_request_content(request)
-            result = worker.handler.admit(raw, Source("http", 0, 0))
+            result = worker.handler.admit(raw, Source("http", 0, 0, time.time()))
             if not isinstance(result, Admitted):
                 return self.json(
                     {

@@ -58,7 +58,7 @@ def create_http_app(model: ScoringModel, store: InMemoryFeatureStore | None) -> 
         else:
             with store_lock:
                 features = store.process_batch([event])[0]
-        value = float(model.predict_proba(model.frame([features]))[0])
+        value = float(model.predict_proba(model.matrix([features]))[0])
         return jsonify(
             transaction_id=event["transaction_id"],
             score=value,

@@ -178,7 +178,6 @@ HOT_PATH = (
     ("    ScoringModel.frame (DataFrame)", "stream/scoring.py", "frame"),
     ("    predict_proba", "training/registry.py", "predict_scores"),
     ("    reason codes (review/decline)", "training/explain.py", "reason_codes"),
-    ("    parse_event_time", "stream/scoring.py", "parse_event_time"),
     ("  _records (orjson.dumps outputs)", "stream/handler.py", "_records"),
     ("  deliver (produce; flush awaited)", "stream/output.py", "deliver"),
     ("    producer.produce per record", "stream/output.py", "_produce"),

@@ -23,6 +23,8 @@ class Source:
     topic: str
     partition: int
     offset: int
+    # When the record entered Kafka (its timestamp, epoch seconds): latency counts from here.
+    timestamp: float | None = None
 
 
 @dataclass

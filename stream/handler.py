@@ -94,7 +94,12 @@ class BatchHandler:
             raise RuntimeError("no model loaded")
         events = [item.event for item in admitted]
         feature_rows, degraded = self.features(events)
-        return score_batch(model, events, feature_rows, degraded, datetime.now(UTC))
+        now = datetime.now(UTC)
+        arrived = [
+            now.timestamp() if item.source.timestamp is None else item.source.timestamp
+            for item in admitted
+        ]
+        return score_batch(model, events, feature_rows, degraded, now, arrived)
 
     async def handle(self, messages: Sequence[RawMessage]) -> ScoredBatch:
         self.metrics.batch_size.observe(len(messages))

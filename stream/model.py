@@ -28,14 +28,15 @@ def load_from_registry(settings: Settings, alias: str) -> ScoringModel:
 
     loaded = load_model_version(settings, alias=alias)
     check_features(loaded.name, loaded.version, loaded.feature_names)
+    compiled = loaded.matrix_model()
     model = ScoringModel(
         name=loaded.name,
         version=loaded.version,
         alias=alias,
         thresholds=loaded.thresholds,
         feature_names=loaded.feature_names,
-        predict_proba=loaded.predict_scores,
-        explain=loaded.reason_coder().reason_codes,
+        predict_proba=compiled.predict_proba,
+        explain=compiled.reason_codes,
     )
     warm_up(model)
     return model
@@ -57,9 +58,9 @@ def check_features(name: str, version: str, feature_names: tuple[str, ...]) -> N
 def warm_up(model: ScoringModel) -> None:
     """Score and explain one row now, so that one-off costs of a first call (compiling the
     TreeSHAP kernels took seconds) are paid while loading, not by a batch on the hot path."""
-    frame = model.frame([{}])
-    model.predict_proba(frame)
-    model.explain(frame)
+    matrix = model.matrix([{}])
+    model.predict_proba(matrix)
+    model.explain(matrix)
 
 
 def version_at_alias(settings: Settings, alias: str) -> str | None:

@@ -1,7 +1,12 @@
 """Scoring a micro-batch: features in, one decision per transaction (and alerts) out.
 
 Pure given the model: no Kafka, no Redis. The worker, `POST /predict` and the tests all call
-`score_batch`, so there is one code path from features to decision.
+`score_batch`, so there is one code path from features to decision. Features travel as one
+float matrix (NaN = missing): no DataFrame on the hot path.
+
+Latency is counted from when each event entered the system (its Kafka record's timestamp, or
+the arrival of an HTTP request), not from the event's own `timestamp`: that is business time,
+set by whoever produced the event, and a replay or a simulation may run it at any pace.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import numpy.typing as npt
 
 from stream.policy import ALERT_TIERS, Thresholds, decide_many
 
-Explainer = Callable[[pd.DataFrame], list[list[dict[str, Any]]]]
+Matrix = npt.NDArray[np.float64]
+Explainer = Callable[[Matrix], list[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -28,27 +34,21 @@ class ScoringModel:
     alias: str | None
     thresholds: Thresholds
     feature_names: tuple[str, ...]
-    predict_proba: Callable[[pd.DataFrame], np.ndarray]
+    predict_proba: Callable[[Matrix], np.ndarray]
     explain: Explainer
 
-    def frame(self, feature_rows: Sequence[Mapping[str, float | None]]) -> pd.DataFrame:
+    def matrix(self, feature_rows: Sequence[Mapping[str, float | None]]) -> Matrix:
+        """Rows in `feature_names` order; a missing or None value becomes NaN."""
         matrix = np.array(
             [[row.get(name) for name in self.feature_names] for row in feature_rows], dtype=float
         )
-        return pd.DataFrame(
-            matrix.reshape(len(feature_rows), len(self.feature_names)),
-            columns=list(self.feature_names),
-        )
+        return matrix.reshape(len(feature_rows), len(self.feature_names))
 
 
 @dataclass
 class ScoredBatch:
     decisions: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
-
-
-def parse_event_time(timestamp: str) -> datetime:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 def _json_value(value: float) -> float | None:
@@ -61,26 +61,30 @@ def score_batch(
     feature_rows: Sequence[Mapping[str, float | None]],
     degraded: Sequence[bool],
     now: datetime,
+    arrived: Sequence[float] | None = None,
 ) -> ScoredBatch:
-    """One `predict_proba` for the batch; reason codes only for review/decline rows."""
+    """One `predict_proba` for the batch; reason codes only for review/decline rows.
+
+    `arrived`: when each event entered the system (epoch seconds); latency is `now` minus
+    that (default: `now`, i.e. no queueing seen)."""
     if not events:
         return ScoredBatch([], [])
-    frame = model.frame(feature_rows)
-    scores = np.asarray(model.predict_proba(frame), dtype=float)
+    matrix = model.matrix(feature_rows)
+    scores = np.asarray(model.predict_proba(matrix), dtype=float)
     tiers = decide_many(scores, model.thresholds)
     flagged = [i for i, tier in enumerate(tiers) if tier in ALERT_TIERS]
     reasons: dict[int, list[dict[str, Any]]] = {}
     if flagged:
-        explained = model.explain(frame.iloc[flagged])
+        explained = model.explain(matrix[flagged])
         reasons = dict(zip(flagged, explained, strict=True))
 
     decided_at = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
     thresholds = model.thresholds.as_dict()
     model_ref = {"name": model.name, "version": model.version, "alias": model.alias}
-    matrix = frame.to_numpy()
+    now_s = now.timestamp()
     decisions, alerts = [], []
     for i, event in enumerate(events):
-        latency_ms = max(0.0, (now - parse_event_time(event["timestamp"])).total_seconds() * 1000)
+        latency_ms = 0.0 if arrived is None else max(0.0, (now_s - arrived[i]) * 1000)
         values = matrix[i]
         decision = {
             "transaction_id": event["transaction_id"],

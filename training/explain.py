@@ -27,29 +27,38 @@ class ReasonCoder:
     def __init__(self, model: Any, feature_names: Sequence[str]) -> None:
         self.model = model
         self.feature_names = list(feature_names)
-        self._forest: treeshap.FlatForest | None = None
+        self.forest: treeshap.FlatForest | None = None
         self._explainer: Any = None
         if type(model).__name__ == "HistGradientBoostingClassifier":
-            self._forest = treeshap.flatten_hist_gradient_boosting(model)
-            self.expected_value = treeshap.expected_value(self._forest)
+            self.forest = treeshap.flatten_hist_gradient_boosting(model)
+            self.expected_value = treeshap.expected_value(self.forest)
         else:
             import shap
 
             self._explainer = shap.TreeExplainer(model)
             self.expected_value = float(np.ravel(self._explainer.expected_value)[-1])
 
-    def contributions(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+    def _matrix(self, X: pd.DataFrame | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Rows as floats in `feature_names` order: a DataFrame's columns are picked by name,
+        a matrix is taken to be in that order already."""
+        if isinstance(X, pd.DataFrame):
+            return X[self.feature_names].to_numpy(dtype=float)
+        return np.asarray(X, dtype=float).reshape(-1, len(self.feature_names))
+
+    def contributions(self, X: pd.DataFrame | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """SHAP values, one row per transaction, columns in `feature_names` order."""
-        frame = X[self.feature_names]
-        if self._forest is not None:
-            return treeshap.shap_values(self._forest, treeshap.encode_rows(self._forest, frame))
+        frame = self._matrix(X)
+        if self.forest is not None:
+            return treeshap.shap_values(self.forest, treeshap.encode_rows(self.forest, frame))
         values = self._explainer.shap_values(frame, check_additivity=False)
         values = np.asarray(values, dtype=float)
         if values.ndim == 3:  # (rows, features, classes): keep the fraud class
             values = values[:, :, -1]
         return values
 
-    def reason_codes(self, X: pd.DataFrame, top_k: int = 3) -> list[list[dict[str, Any]]]:
+    def reason_codes(
+        self, X: pd.DataFrame | npt.NDArray[np.float64], top_k: int = 3
+    ) -> list[list[dict[str, Any]]]:
         """For each row, the `top_k` features that raised its fraud score the most.
 
         Each item is {"feature", "value" (None when missing), "contribution" (log-odds)}. Only
@@ -57,8 +66,8 @@ class ReasonCoder:
         """
         if len(X) == 0:
             return []
-        values = self.contributions(X)
-        raw = X[self.feature_names].to_numpy(dtype=float)
+        raw = self._matrix(X)
+        values = self.contributions(raw)
         order = np.argsort(-values, axis=1, kind="stable")[:, :top_k]
         result: list[list[dict[str, Any]]] = []
         for row, columns in enumerate(order):

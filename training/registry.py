@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from training.explain import ReasonCoder
+    from training.forest_predict import MatrixModel
 
 
 def open_store(settings: Settings) -> MlflowClient:
@@ -88,6 +89,12 @@ class LoadedModel:
         from training.explain import ReasonCoder
 
         return ReasonCoder(self.model, self.feature_names)
+
+    def matrix_model(self) -> MatrixModel:
+        """The model prepared for scoring and explaining float matrices (the stream's path)."""
+        from training.forest_predict import MatrixModel
+
+        return MatrixModel(self.model, self.feature_names)
 
     def predict_scores(self, frame: Any) -> Any:
         return self.model.predict_proba(frame[list(self.feature_names)])[:, 1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 
 from schemas import validator
 from stream.policy import Thresholds
@@ -15,15 +14,15 @@ NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def _model(explained: list[int]) -> ScoringModel:
-    def predict(frame: pd.DataFrame) -> np.ndarray:
-        # Score is the amount ratio squashed into [0, 1]: easy to reason about in a test.
-        return np.clip(frame["amount_ratio"].fillna(0).to_numpy() / 10, 0, 1)
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        # Score is the amount ratio (column 0) squashed into [0, 1]: easy to reason about.
+        return np.clip(np.nan_to_num(matrix[:, 0]) / 10, 0, 1)
 
-    def explain(frame: pd.DataFrame) -> list[list[dict]]:
-        explained.append(len(frame))
+    def explain(matrix: np.ndarray) -> list[list[dict]]:
+        explained.append(len(matrix))
         return [
             [{"feature": "amount_ratio", "value": float(v), "contribution": float(v) / 10}]
-            for v in frame["amount_ratio"]
+            for v in matrix[:, 0]
         ]
 
     return ScoringModel(
@@ -61,7 +60,11 @@ def test_one_decision_per_event_with_tiers_reasons_and_lineage():
         {"amount_ratio": 9.5, "card_count_1h": None},
         {"amount_ratio": None, "card_count_1h": 1.0},
     ]
-    out = score_batch(_model(explained), events, features, [False, False, True, False], NOW)
+    # Each event entered the system 50 ms before NOW (its Kafka record timestamp).
+    arrived = [NOW.timestamp() - 0.05] * len(events)
+    out = score_batch(
+        _model(explained), events, features, [False, False, True, False], NOW, arrived
+    )
 
     assert [d["decision"] for d in out.decisions] == ["approve", "review", "decline", "approve"]
     assert [d["transaction_id"] for d in out.decisions] == ["tx-0", "tx-1", "tx-2", "tx-3"]
