@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +169,22 @@ def test_bank_is_a_function_of_customers_and_seed() -> None:
     assert not np.array_equal(first.home_lat, Bank.build(400, 10).home_lat)
     with pytest.raises(ValueError, match="customers"):
         Bank.build(0, 1)
+
+
+def test_device_ids_never_hold_a_digit_run_the_edge_could_take_for_a_card_number() -> None:
+    from stream.pan import may_contain_pan
+
+    bank = Bank.build(50, 1)
+    devices = np.arange(200_000)
+    ids = bank.device_ids(devices)
+    assert len(set(ids)) == len(ids)  # one token per device index
+    assert {len(token) for token in ids if token is not None} == {len("dev-0000-0000-0000-0000")}
+    longest_run = max(len(run) for token in ids for run in re.findall(r"[0-9]+", token or "0"))
+    assert longest_run <= 4
+    assert not may_contain_pan(" ".join(str(token) for token in ids).encode())
+    assert bank.device_ids(devices[:100]) == Bank.build(50, 1).device_ids(devices[:100])
+    assert bank.device_ids(devices[:100]) != Bank.build(50, 2).device_ids(devices[:100])
+    assert bank.device_ids(np.array([-1, 3])) == [None, ids[3]]
+    # The old format (16 unbroken hex digits) held such runs: the check above can fail.
+    unbroken = [token.replace("-", "") for token in ids if token is not None]
+    assert sum(may_contain_pan(token.encode()) for token in unbroken) > 0
