@@ -22,6 +22,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from simulator.bank import Bank
+from simulator.defaults import DEFAULT_START
 from simulator.engine import Engine
 from simulator.rows import (
     CUSTOMER_SCHEMA,
@@ -34,7 +35,6 @@ from simulator.rows import (
 )
 from simulator.scenarios import DAY, DEFAULT_SCENARIOS
 
-DEFAULT_START = dt.date(2026, 1, 1)
 ROW_GROUP_ROWS = 131_072
 TRANSACTIONS = "transactions"
 CUSTOMERS = "customers"

@@ -2,6 +2,8 @@
 
 Events go to the transactions topic (key = card_id, value = JSON), ground truth to the
 truth topic (key = transaction_id, value = {transaction_id, is_fraud, fraud_scenario}).
+Events carry their simulated time as `timestamp` (see simulator.live); the Kafka record
+timestamp is the wall-clock moment of sending.
 Pacing follows a schedule (event i is due at i / rate seconds), so short stalls are caught
 up with a larger batch instead of lowering the rate.
 """
@@ -46,6 +48,8 @@ class ProduceReport:
     send_seconds: float = 0.0
     flush_seconds: float = 0.0
     scenario_started_after_s: float | None = None
+    simulated_from: str | None = None  # the first and last event's timestamp (simulated time)
+    simulated_to: str | None = None
 
     @property
     def achieved_rate(self) -> float:
@@ -69,6 +73,8 @@ class ProduceReport:
             "delivered": self.delivered,
             "delivery_errors": self.delivery_errors,
             "scenario_started_after_s": self.scenario_started_after_s,
+            "simulated_from": self.simulated_from,
+            "simulated_to": self.simulated_to,
         }
 
 
@@ -150,7 +156,9 @@ def produce_live(
         if due <= 0:
             time.sleep(min(0.002, (report.sent + 1) / rate - elapsed))
             continue
-        events, truth = traffic.next_batch(min(due, max_batch), time.time())
+        events, truth = traffic.next_batch(min(due, max_batch))
+        report.simulated_from = report.simulated_from or events[0]["timestamp"]
+        report.simulated_to = events[-1]["timestamp"]
         if report.scenario_started_after_s is None and traffic.scenario_active:
             report.scenario_started_after_s = round(elapsed, 3)
         broken = rng.random(len(events)) < malformed_rate

@@ -165,10 +165,18 @@ def history_records(table: pa.Table) -> list[dict[str, Any]]:
     return [{k: v for k, v in record.items() if v is not None} for record in records]
 
 
+def iso_times(seconds: np.ndarray) -> list[str]:
+    """Epoch seconds -> ['2026-03-02T00:00:07.000Z', ...] (UTC, milliseconds)."""
+    stamps = np.datetime_as_string(seconds.astype("datetime64[s]").astype("datetime64[ms]"))
+    return [f"{stamp}Z" for stamp in stamps]
+
+
 def live_events(
-    rows: Rows, bank: Bank, timestamp: str, ids: list[str]
+    rows: Rows, bank: Bank, ids: list[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows as `transactions` events stamped `timestamp`, and their ground-truth records."""
+    """Rows as `transactions` events, each stamped with its own (simulated) time, and their
+    ground-truth records."""
+    timestamps = iso_times(rows.time)
     customer = bank.card_customer[rows.card]
     terminal = rows.terminal
     channel = bank.terminal_channel[terminal]
@@ -182,7 +190,7 @@ def live_events(
         t = int(terminal[i])
         event: dict[str, Any] = {
             "transaction_id": ids[i],
-            "timestamp": timestamp,
+            "timestamp": timestamps[i],
             "card_id": card_ids[i],
             "customer_id": customer_ids[i],
             "terminal_id": terminal_ids[i],

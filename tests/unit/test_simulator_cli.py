@@ -82,6 +82,8 @@ def test_simulate_refuses_a_file_as_output_folder(app: typer.Typer, tmp_path: Pa
         (["--rate", "0"], "--rate"),
         (["--duration", "-1"], "--duration"),
         (["--malformed-rate", "1.5"], "--malformed-rate"),
+        (["--start", "2026-03-32"], "expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"),
+        (["--start", "2026-03-02T10:00:00"], "expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"),
     ],
 )
 def test_produce_rejects_bad_arguments_before_touching_kafka(
@@ -92,3 +94,14 @@ def test_produce_rejects_bad_arguments_before_touching_kafka(
     assert code != 0
     assert message in output
     assert "no Kafka broker" not in output
+
+
+def test_produce_start_takes_a_date_or_an_aware_time() -> None:
+    import datetime as dt
+
+    parse = simulator_cli._parse_moment
+    assert parse("2026-03-02") == dt.date(2026, 3, 2)
+    assert parse("2026-03-02T06:30:00Z") == dt.datetime(2026, 3, 2, 6, 30, tzinfo=dt.UTC)
+    assert parse("2026-03-02T08:30:00+02:00").astimezone(dt.UTC) == dt.datetime(
+        2026, 3, 2, 6, 30, tzinfo=dt.UTC
+    )
