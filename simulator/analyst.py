@@ -5,17 +5,24 @@
     feedback_records = desk.due(now)
 
 The desk is pure: the caller passes the time and may inject the random draws. Its rules:
-- an alert is labelled `review_delay_s` after its decided_at, from the simulator's ground truth
-  (`transactions.truth`), with probability `error_rate` of the wrong label;
-- at most `daily_capacity` labels per day (days of `day_s` seconds, so time can be compressed,
-  counted by the day the review falls due); alerts beyond it are dropped, never labelled;
+- an alert is labelled `review_delay_s` after its transaction's event_time, from the simulator's
+  ground truth (`transactions.truth`), with probability `error_rate` of the wrong label;
+- at most `daily_capacity` labels per day (days of `day_s` seconds, counted by the day the review
+  falls due); alerts beyond it are dropped, never labelled;
 - an approved fraud comes back as a chargeback (label fraud, source chargeback) `chargeback_delay_s`
   after its event_time, so recall can be measured from feedback alone;
-- an alert or approval whose ground truth has not arrived within `truth_wait_s` is given up.
+- an alert or approval whose ground truth has not arrived within `truth_wait_s` of the caller's
+  time is given up (arrival, on the caller's clock).
 
-Records are stamped `labelled_at` = the moment they fall due (not the moment they are sent), so the
-same inputs give the same feedback however often the loop polls. `run_analyst` is the thin Kafka
-loop behind `fraud analyst`.
+Due times are on the transactions' clock (event time + delay) and records are stamped
+`labelled_at` = their due time, not the moment they are sent: the same inputs give the same
+feedback however often the loop polls, and labelled_at compares with event times downstream (the
+worker counts a label in its terminal features from labelled_at on; retraining keeps the labels
+labelled by its as-of, an event time). Simulated traffic runs on its own clock (simulator.live),
+usually behind the wall clock, so a label is released once its due time has passed on the
+caller's clock or on the newest event time the desk has seen, whichever is later: for simulated
+traffic in the wall clock's past, as soon as alert and truth have met; when it runs ahead, as
+the simulated time moves on. `run_analyst` is the thin Kafka loop behind `fraud analyst`.
 """
 
 from __future__ import annotations
@@ -110,7 +117,7 @@ def epoch_seconds(timestamp: str) -> float:
 
 
 def review_due_at(alert: Mapping[str, Any], config: AnalystConfig) -> float:
-    return epoch_seconds(alert["decided_at"]) + config.review_delay_s
+    return epoch_seconds(alert["event_time"]) + config.review_delay_s
 
 
 def chargeback_due_at(decision: Mapping[str, Any], config: AnalystConfig) -> float:
@@ -149,6 +156,12 @@ class AnalystDesk:
         self._alerted: set[str] = set()
         self._charged: set[str] = set()
         self._used_per_day: dict[int, int] = {}
+        self.newest_event_time: float | None = None  # of the alerts and decisions seen
+
+    def _saw_event_time(self, timestamp: str) -> None:
+        seconds = epoch_seconds(timestamp)
+        if self.newest_event_time is None or seconds > self.newest_event_time:
+            self.newest_event_time = seconds
 
     def add_truth(self, record: Mapping[str, Any], now: float) -> None:
         transaction_id, is_fraud = str(record["transaction_id"]), bool(record["is_fraud"])
@@ -164,6 +177,7 @@ class AnalystDesk:
 
     def add_alert(self, alert: Mapping[str, Any], now: float) -> None:
         transaction_id = str(alert["transaction_id"])
+        self._saw_event_time(alert["event_time"])
         if transaction_id in self._alerted:
             self.summary.duplicate_alerts += 1
             return
@@ -179,6 +193,7 @@ class AnalystDesk:
     def add_decision(self, decision: Mapping[str, Any], now: float) -> None:
         """Only approvals matter here: review and decline reach the analysts as alerts."""
         transaction_id = str(decision["transaction_id"])
+        self._saw_event_time(decision["event_time"])
         if decision["decision"] != "approve" or transaction_id in self._charged:
             return
         due_at = chargeback_due_at(decision, self.config)
@@ -189,10 +204,12 @@ class AnalystDesk:
             self._schedule(due_at, transaction_id, True, chargeback=True)
 
     def due(self, now: float) -> list[dict[str, Any]]:
-        """Feedback records that fell due by `now`, in due order; gives up on stale waits."""
+        """Feedback records that fell due by `now` or by the newest event time seen (whichever
+        is later), in due order; gives up on stale waits."""
         self._expire(now)
+        released_to = max(now, self.newest_event_time or now)
         records = []
-        while self._queue and self._queue[0].due_at <= now:
+        while self._queue and self._queue[0].due_at <= released_to:
             item = heapq.heappop(self._queue)
             record = self._chargeback(item) if item.chargeback else self._review(item)
             if record is not None:

@@ -19,8 +19,9 @@ def iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
-def alert(tid: str, decided_at: float) -> dict[str, Any]:
-    return {"transaction_id": tid, "decided_at": iso(decided_at)}
+def alert(tid: str, event_time: float, decided_at: float | None = None) -> dict[str, Any]:
+    decided = event_time + 0.01 if decided_at is None else decided_at
+    return {"transaction_id": tid, "event_time": iso(event_time), "decided_at": iso(decided)}
 
 
 def decision(tid: str, verdict: str, event_time: float) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def config(**changes: Any) -> AnalystConfig:
     return AnalystConfig(**{**base, **changes})
 
 
-def test_an_alert_is_labelled_from_truth_after_the_review_delay() -> None:
+def test_an_alert_is_labelled_from_truth_review_delay_after_its_event_time() -> None:
     desk = AnalystDesk(config(), draw=fixed(analyst=0.7))
     desk.add_truth(truth("tx-1", True), T0)
     desk.add_alert(alert("tx-1", T0), T0)
@@ -159,6 +160,40 @@ def test_duplicate_alerts_are_counted_and_labelled_once() -> None:
     desk.add_alert(alert("tx-1", T0), T0 + 1)
     assert len(desk.due(T0 + 10)) == 1
     assert desk.summary.alerts == 1 and desk.summary.duplicate_alerts == 1
+
+
+def test_simulated_time_behind_the_callers_clock_is_labelled_at_once_on_its_own_clock() -> None:
+    """Simulated traffic months behind the wall clock: labels are due at once, and stamped
+    event time + delay (the clock the worker and retraining compare them with)."""
+    desk = AnalystDesk(config(), draw=fixed())
+    simulated = T0 - 200 * 86_400
+    desk.add_truth(truth("tx-1", True), T0)
+    desk.add_alert(alert("tx-1", simulated, decided_at=T0), T0)
+    desk.add_truth(truth("tx-2", True), T0)
+    desk.add_decision(decision("tx-2", "approve", simulated + 1), T0)
+    records = desk.due(T0)
+    assert [(r["transaction_id"], r["source"]) for r in records] == [
+        ("tx-1", "analyst"),
+        ("tx-2", "chargeback"),
+    ]
+    assert records[0]["labelled_at"] == iso(simulated + 10).replace("Z", ".000000Z")
+    assert records[1]["labelled_at"] == iso(simulated + 101).replace("Z", ".000000Z")
+
+
+def test_simulated_time_ahead_of_the_callers_clock_releases_labels_as_it_moves_on() -> None:
+    desk = AnalystDesk(config(), draw=fixed())
+    ahead = T0 + 300 * 86_400
+    desk.add_truth(truth("tx-1", False), T0)
+    desk.add_alert(alert("tx-1", ahead, decided_at=T0), T0)
+    assert desk.due(T0 + 1) == [] and desk.summary.pending == 1
+    desk.add_truth(truth("tx-2", False), T0 + 2)
+    desk.add_alert(alert("tx-2", ahead + 9.5, decided_at=T0 + 2), T0 + 2)
+    assert desk.due(T0 + 2) == []  # the newest event time is 9.5 s on: not yet
+    desk.add_decision(decision("tx-3", "approve", ahead + 10), T0 + 3)
+    (record,) = desk.due(T0 + 3)
+    assert record["transaction_id"] == "tx-1"
+    assert record["labelled_at"] == iso(ahead + 10).replace("Z", ".000000Z")
+    assert desk.newest_event_time == ahead + 10
 
 
 @pytest.mark.parametrize(
