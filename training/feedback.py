@@ -2,8 +2,20 @@
 
     feedback, decisions = read_feedback(settings), read_decisions(settings)
     frame, report = assemble_labelled_set(
-        feedback, decisions, as_of=now, label_delay=timedelta(days=settings.label_delay_days)
+        feedback, decisions, label_delay=timedelta(days=settings.label_delay_days)
     )
+
+`as_of` is the moment the set is assembled "as of". By default it is the latest moment the two
+topics show: the newest decision's event_time (the stream's "now" in event time) or the newest
+label's labelled_at, whichever is later; the wall clock only when both topics are empty. For a
+bank's own traffic that is about the wall clock, as it always was. For simulated traffic
+(simulator.live) it is simulated time, which runs apart from the wall clock, as do the labels
+the simulated analysts stamp on that clock: "older than the label delay" is then measured on
+the transactions' clock, not against a wall clock months away. Labels take part so that one
+made after the newest transaction (a person labelling a quiet stream) is not left out; the
+simulated analysts may release labels stamped up to their chargeback delay after the newest
+transaction, which moves as_of that far on, and a transaction older than as_of minus the label
+delay (longer than that chargeback delay) had its labels released all the same.
 
 Rules, in the order they apply:
 1. Feedback that is not JSON or breaks schemas/v1/feedback.json is counted `invalid` and dropped.
@@ -41,6 +53,7 @@ META_COLUMNS = ("transaction_id", "event_time", "model_version", "label", "sourc
 LABEL_VALUES = {"fraud": 1, "legit": 0}
 PRESUMED_LEGIT = "presumed_legit"
 _TRANSACTION_ID = re.compile(rb'"transaction_id"\s*:\s*"([^"\\]*)"')
+_EVENT_TIME = re.compile(rb'"event_time"\s*:\s*"([^"\\]*)"')
 
 
 @dataclass
@@ -57,6 +70,7 @@ class AssemblyReport:
 
     as_of: str
     label_delay_days: float
+    as_of_source: str = "given"  # or "newest decision", "newest label", "wall clock"
     feedback_read: int = 0
     invalid: int = 0
     after_as_of: int = 0
@@ -102,6 +116,43 @@ def parse_utc(text: str) -> datetime:
     """ISO 8601 ('Z' or an offset; naive means UTC) -> aware UTC datetime."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class EventClock:
+    """The newest event_time among the decision records it was shown (raw values, no parsing
+    beyond that field): the stream's "now" in event time. A record without one is skipped."""
+
+    def __init__(self) -> None:
+        self.newest: datetime | None = None
+
+    def see(self, value: bytes) -> None:
+        match = _EVENT_TIME.search(value)
+        if match is None:
+            return
+        try:
+            moment = parse_utc(match.group(1).decode())
+        except (ValueError, UnicodeDecodeError):
+            return
+        if self.newest is None or moment > self.newest:
+            self.newest = moment
+
+
+def latest_moment(
+    newest_decision: datetime | None, feedback: Iterable[TopicRecord]
+) -> tuple[datetime, str]:
+    """The default as-of and where it came from: the newest decision's event_time or the newest
+    valid label's labelled_at, whichever is later; the wall clock when there is neither."""
+    labelled = [
+        parse_utc(parsed["labelled_at"])
+        for parsed in (_parse(record, "feedback") for record in feedback)
+        if parsed is not None
+    ]
+    newest_label = max(labelled, default=None)
+    if newest_label is not None and (newest_decision is None or newest_label > newest_decision):
+        return newest_label, "newest label"
+    if newest_decision is not None:
+        return newest_decision, "newest decision"
+    return datetime.now(UTC), "wall clock"
 
 
 def _parse(record: TopicRecord, kind: str) -> dict[str, Any] | None:
@@ -198,27 +249,36 @@ def assemble_labelled_set(
     feedback: Iterable[TopicRecord],
     decisions: Iterable[TopicRecord],
     *,
-    as_of: datetime,
+    as_of: datetime | None = None,
     label_delay: timedelta,
     feature_names: Sequence[str] | None = None,
     presume_unlabelled_legit: bool = False,
 ) -> tuple[pd.DataFrame, AssemblyReport]:
     """The labelled set and its report (rules in the module docstring). Pure: no I/O.
 
-    `feature_names` fixes the feature columns and their order (a feature a decision did not log
+    `as_of` defaults to the newest event_time of `decisions` or labelled_at of `feedback`,
+    whichever is later (see the module docstring). `feature_names` fixes the feature columns and their order (a feature a decision did not log
     is NaN); by default they are the logged names in order of first appearance.
     `presume_unlabelled_legit` adds decisions older than the label delay that got no feedback as
     label 0 with source "presumed_legit" (approved transactions nobody disputed in time).
     """
-    if as_of.tzinfo is None:
+    if as_of is not None and as_of.tzinfo is None:
         raise ValidationError("as_of must be timezone-aware", field="as_of")
     if label_delay < timedelta(0):
         raise ValidationError(f"label_delay must be >= 0, got {label_delay}", field="label_delay")
+    source = "given"
+    if as_of is None:
+        feedback, decisions = list(feedback), list(decisions)
+        clock = EventClock()
+        for record in decisions:
+            clock.see(record.value)
+        as_of, source = latest_moment(clock.newest, feedback)
     as_of = as_of.astimezone(UTC)
     cutoff = as_of - label_delay
     report = AssemblyReport(
         as_of=as_of.isoformat().replace("+00:00", "Z"),
         label_delay_days=label_delay / timedelta(days=1),
+        as_of_source=source,
     )
     winners = latest_labels(feedback, as_of, report)
     wanted = None if presume_unlabelled_legit else set(winners)
@@ -296,22 +356,29 @@ def read_decisions(
     settings: Settings,
     *,
     transaction_ids: set[str] | None = None,
+    clock: EventClock | None = None,
     timeout_s: float = 300.0,
 ) -> list[TopicRecord]:
     """Every record of the decisions topic up to its end offsets now (fresh consumer, no commits);
-    with `transaction_ids`, only the records that mention one of them (a bytes match, no parsing)."""
+    with `transaction_ids`, only the records that mention one of them (a bytes match, no parsing).
+    `clock` is shown every record read, kept or not."""
 
     def mentions_wanted(value: bytes) -> bool:
         match = _TRANSACTION_ID.search(value)
         # No match: an escaped id or a broken record; keep it for the assembly to parse.
         return match is None or match.group(1).decode(errors="replace") in wanted_ids
 
+    def where(value: bytes) -> bool:
+        if clock is not None:
+            clock.see(value)
+        return transaction_ids is None or mentions_wanted(value)
+
     wanted_ids = transaction_ids or set()
     return list(
         scan_topic(
             settings.kafka_bootstrap_servers,
             settings.topics.decisions,
-            where=None if transaction_ids is None else mentions_wanted,
+            where=None if transaction_ids is None and clock is None else where,
             timeout_s=timeout_s,
         )
     )
@@ -337,19 +404,28 @@ def load_labelled_set(
     feature_names: Sequence[str] | None = None,
     presume_unlabelled_legit: bool = False,
 ) -> tuple[pd.DataFrame, AssemblyReport]:
-    """Read both topics from Kafka and assemble (defaults: now, settings.label_delay_days)."""
+    """Read both topics from Kafka and assemble (defaults: as of the latest moment the topics
+    show, see the module docstring; settings.label_delay_days)."""
     feedback = read_feedback(settings)
     wanted: set[str] | None = None
     if not presume_unlabelled_legit:
         wanted = {tid for tid in map(_transaction_id_of, feedback) if tid is not None}
-    decisions = read_decisions(settings, transaction_ids=wanted)
+    # Only the labelled transactions' decisions are kept, but the stream's "now" is the newest
+    # of all of them.
+    clock = EventClock()
+    decisions = read_decisions(settings, transaction_ids=wanted, clock=clock)
     if label_delay is None:
         label_delay = timedelta(days=settings.label_delay_days)
-    return assemble_labelled_set(
+    source = "given"
+    if as_of is None:
+        as_of, source = latest_moment(clock.newest, feedback)
+    frame, report = assemble_labelled_set(
         feedback,
         decisions,
-        as_of=as_of or datetime.now(UTC),
+        as_of=as_of,
         label_delay=label_delay,
         feature_names=feature_names,
         presume_unlabelled_legit=presume_unlabelled_legit,
     )
+    report.as_of_source = source
+    return frame, report

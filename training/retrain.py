@@ -6,7 +6,8 @@ What the challenger learns from, and what it is judged on:
 
 - The labelled set (training.feedback): per transaction the latest label on `feedback`, joined
   to the feature vector the scorer logged in `decisions`, kept once the transaction is older than
-  the label delay (a younger one may still get a chargeback). Feedback alone is a biased sample:
+  the label delay (a younger one may still get a chargeback), measured back from the as-of: by
+  default the newest decision's event time or label, so on the transactions' own clock. Feedback alone is a biased sample:
   alerts (which the champion chose) and chargebacks (the frauds it let through). So, by default
   (`presume_legit`), decisions older than the label delay that got no feedback join as
   legitimate, the bank's own rule (no chargeback in time means genuine). The live rows are then
@@ -92,7 +93,7 @@ class RetrainOptions:
     fairness_min_events: float | None = None
     fairness_band: tuple[float, float] | None = None  # (min_ratio, max_ratio)
     threads: int = 1
-    as_of: datetime | None = None
+    as_of: datetime | None = None  # default: the latest moment feedback and decisions show
 
 
 @dataclass
@@ -191,7 +192,7 @@ def _run(settings: Settings, options: RetrainOptions, step: Step) -> RetrainResu
     from training.thresholds import PolicyTargets
     from training.tracking import file_sha256
 
-    as_of = (options.as_of or datetime.now(UTC)).astimezone(UTC)
+    as_of = options.as_of.astimezone(UTC) if options.as_of is not None else None
     history_delay = timedelta(
         days=settings.label_delay_days
         if options.history_label_delay_days is None
@@ -216,6 +217,7 @@ def _run(settings: Settings, options: RetrainOptions, step: Step) -> RetrainResu
             presume_unlabelled_legit=options.presume_legit,
         )
     assembly = report.as_dict()
+    as_of = datetime.fromisoformat(report.as_of.replace("Z", "+00:00"))
     check_labelled_set(labelled, assembly, options.minimums, f"'{settings.topics.feedback}'")
     older, recent = split_recent(labelled, options.recent_share, options.minimums.recent_frauds)
 

@@ -201,8 +201,9 @@ def retrain_command(
     label_delay_seconds: float = typer.Option(
         None,
         min=0.0,
-        help="Feedback label delay: only transactions older than this are used (default: the "
-        "history label delay; compress it for demos and tests).",
+        help="Feedback label delay: only transactions older than this, counted back from the "
+        "newest decision's event time (or label), are used (default: the history label delay; "
+        "compress it for demos and tests).",
     ),
     test_days: int = typer.Option(
         10, min=1, help="History test days, if not the champion's split."

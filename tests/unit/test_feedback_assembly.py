@@ -255,3 +255,35 @@ def test_bad_arguments_are_rejected() -> None:
     decisions = [decision("tx-a", "2026-03-01T00:00:00Z", {"label": 1.0}, 0)]
     with pytest.raises(ValidationError, match="clash"):
         assemble_labelled_set(feedback, decisions, as_of=AS_OF, label_delay=DELAY)
+
+
+def test_by_default_as_of_is_the_newest_decisions_event_time_on_the_streams_own_clock() -> None:
+    """Simulated traffic months behind the wall clock: "older than the label delay" is counted
+    back from the newest decision (tx-y, unlabelled, 03-18), so tx-c (03-15) is too recent."""
+    feedback = [item for item in FEEDBACK if b'"tx-f"' not in item.value]  # labelled 03-21
+    frame, report = assemble_labelled_set(feedback, DECISIONS, label_delay=DELAY)
+    assert report.as_of == "2026-03-18T00:00:00Z" and report.as_of_source == "newest decision"
+    assert frame["transaction_id"].tolist() == ["tx-a", "tx-b", "tx-g", "tx-e"]
+    assert report.too_recent == 1 and report.after_as_of == 0
+    # The wall clock would have taken tx-c (03-15) as final: its chargeback may still come.
+    _, at_wall_clock = assemble_labelled_set(
+        feedback, DECISIONS, as_of=datetime.now(UTC), label_delay=DELAY
+    )
+    assert at_wall_clock.too_recent == 0
+
+
+def test_a_label_later_than_every_decision_moves_the_default_as_of_to_it() -> None:
+    """A quiet stream: the label made after the newest transaction has arrived, and counts."""
+    frame, report = assemble_labelled_set(FEEDBACK, DECISIONS, label_delay=DELAY)
+    assert report.as_of == "2026-03-21T00:00:00Z" and report.as_of_source == "newest label"
+    assert report.after_as_of == 0
+    assert "tx-f" not in frame["transaction_id"].tolist()  # labelled, but never decided
+    assert report.without_decision == 2
+
+
+def test_without_any_record_the_default_as_of_is_the_wall_clock() -> None:
+    before = datetime.now(UTC)
+    broken = [record(b'{"event_time": "yesterday"}', 0, topic="decisions")]
+    frame, report = assemble_labelled_set([], broken, label_delay=DELAY)
+    assert frame.empty and report.as_of_source == "wall clock"
+    assert before <= datetime.fromisoformat(report.as_of.replace("Z", "+00:00"))
