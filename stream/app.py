@@ -1,8 +1,9 @@
 """The Faust worker: thin agents around `BatchHandler`, plus the HTTP views.
 
-Agents take micro-batches (`take_events(n, within)`); Faust acknowledges a batch's offsets only
-after the loop body returns, and the body returns only after every output of the batch is on
-the broker (`BatchProducer.deliver`), so committed offsets never run ahead of decisions.
+Agents take micro-batches (`noack_take(n, within)`) and acknowledge a batch's events
+themselves, only once every output of the batch is on the broker (`BatchProducer.deliver`), so
+committed offsets never run ahead of decisions. The scoring agent pipelines: batch N+1 is
+admitted, aggregated and scored while batch N's outputs are still being flushed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraud.settings import Settings
 from stream.edge import Admitted, Source
-from stream.handler import BatchHandler, RawMessage
+from stream.handler import BatchHandler, PreparedBatch, RawMessage
 from stream.metrics import ScorerMetrics
 from stream.model import ModelHolder
 from stream.output import BatchProducer
@@ -89,18 +90,40 @@ def _messages(events: Any) -> list[RawMessage]:
 
 
 async def _to_the_end(batch: Awaitable[Any]) -> None:
-    """Run a batch to completion even when the worker is stopping (SIGTERM).
-
-    take_events acknowledges a batch's offsets as the agent leaves its loop, by any exit, and
-    Faust commits acknowledged offsets on its way out: a batch cancelled between a failed
-    delivery and its re-send would be committed without its outputs.
-    """
+    """Run a batch's delivery to completion even when the worker is stopping (SIGTERM), so that
+    a batch is never cut between a failed delivery and its re-send."""
     task = asyncio.ensure_future(batch)
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         await asyncio.wait({task})  # unlike awaiting the task, a second cancel leaves it running
         raise
+
+
+async def score_pipelined(stream: faust.Stream, handler: BatchHandler, settings: Settings) -> None:
+    """Score micro-batches with one batch's delivery overlapping the next batch's scoring.
+
+    At most one batch is in flight, and its delivery is awaited before the next batch is
+    produced, so outputs keep the input order. A batch's events are acknowledged after its
+    delivery: a crash before that leaves their offsets uncommitted and they are read again
+    (at least once; the feature store hands back recorded features for a repeated id).
+    """
+    in_flight: asyncio.Future[None] | None = None
+
+    async def publish_then_ack(batch: PreparedBatch, events: list[Any]) -> None:
+        await handler.publish(batch)
+        for event in events:
+            await stream.ack(event)
+
+    try:
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
+            batch = handler.prepare(_messages(events))
+            if in_flight is not None:
+                await _to_the_end(in_flight)
+            in_flight = asyncio.ensure_future(publish_then_ack(batch, list(events)))
+    finally:
+        if in_flight is not None:
+            await _to_the_end(in_flight)
 
 
 def create_app(worker: Worker) -> faust.App:
@@ -127,15 +150,12 @@ def create_app(worker: Worker) -> faust.App:
     )
     feedback = app.topic(settings.topics.feedback, key_serializer="raw", value_serializer="raw")
 
-    # take_events (events with their offsets, acknowledged after the loop body) lives on
-    # faust.Stream; the StreamT the agent decorator types its argument as does not declare it.
+    # noack_take and take_events live on faust.Stream; the StreamT the agent decorator types
+    # its argument as does not declare them. (Feedback is light: take_events acknowledges a
+    # batch after the loop body, which returns once its dead letters are delivered.)
     @app.agent(transactions, name="score-transactions")
     async def score_transactions(stream: StreamT[Any]) -> None:
-        batches = cast(faust.Stream, stream).take_events(
-            settings.batch_size, within=settings.batch_within_s
-        )
-        async for events in batches:
-            await _to_the_end(worker.handler.handle(_messages(events)))
+        await score_pipelined(cast(faust.Stream, stream), worker.handler, settings)
 
     @app.agent(feedback, name="apply-feedback")
     async def apply_feedback(stream: StreamT[Any]) -> None:

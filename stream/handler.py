@@ -39,6 +39,15 @@ class RawMessage:
     source: Source
 
 
+@dataclass
+class PreparedBatch:
+    """A scored batch and its output records, not yet on the broker."""
+
+    scored: ScoredBatch
+    dead: list[DeadLetter]
+    records: list[tuple[str, bytes | None, bytes]]
+
+
 class BatchHandler:
     def __init__(
         self,
@@ -101,7 +110,9 @@ class BatchHandler:
         ]
         return score_batch(model, events, feature_rows, degraded, now, arrived)
 
-    async def handle(self, messages: Sequence[RawMessage]) -> ScoredBatch:
+    def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
+        """Admit, aggregate and score a batch: everything but the output. Never raises: a
+        failure while scoring parks the batch's events on the dead-letter topic instead."""
         self.metrics.batch_size.observe(len(messages))
         admitted: list[Admitted] = []
         dead: list[DeadLetter] = []
@@ -122,9 +133,18 @@ class BatchHandler:
                 for item in admitted:
                     raw = orjson.dumps(item.event)
                     dead.append(dead_letter("processing_error", raw, item.source, repr(exc)))
-        await self.producer.deliver(self._records(scored, dead))
-        self._observe(scored, dead)
-        return scored
+        return PreparedBatch(scored, dead, self._records(scored, dead))
+
+    async def publish(self, batch: PreparedBatch) -> None:
+        """Return once every output of the batch is on the broker; count it then."""
+        await self.producer.deliver(batch.records)
+        self._observe(batch.scored, batch.dead)
+
+    async def handle(self, messages: Sequence[RawMessage]) -> ScoredBatch:
+        """One batch start to finish: `prepare`, then `publish`."""
+        batch = self.prepare(messages)
+        await self.publish(batch)
+        return batch.scored
 
     def _records(
         self, scored: ScoredBatch, dead: list[DeadLetter]
