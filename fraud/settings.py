@@ -70,10 +70,17 @@ class Settings(BaseSettings):
     # Micro-batches: up to `batch_size` events, or whatever arrived within `batch_within_s`.
     batch_size: int = Field(default=500, ge=1)
     batch_within_s: float = Field(default=0.02, gt=0)
+    # A worker that stops heart-beating (killed, frozen) loses its partitions to the others after
+    # this long; Faust's own default (60 s) would leave them undecided for a minute. The broker
+    # accepts 6-300 s (group.min/max.session.timeout.ms).
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300)
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     # After a failed Redis round trip, decide with default aggregates for this long before retrying.
     redis_retry_s: float = Field(default=1.0, ge=0)
+    # Transactions decided during a Redis outage wait in memory (at most this many, the oldest
+    # dropped first) and are folded into the aggregates once Redis answers again.
+    redis_backlog_max: int = Field(default=200_000, ge=0)
     label_delay_days: int = Field(default=7, ge=0)
 
     @property

@@ -141,6 +141,8 @@ def create_app(worker: Worker) -> faust.App:
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         datadir=str(
             settings.state_dir / "faust" / f"{settings.consumer_group}-{settings.web_port}"
         ),

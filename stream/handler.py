@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +70,8 @@ class BatchHandler:
         self._validate_feedback = validator("feedback")
         self._pan_key = settings.pan_hash_key.get_secret_value().encode()
         self._redis_down_until = 0.0
+        # Events decided with default aggregates, oldest first, waiting for Redis to return.
+        self._backlog: deque[dict[str, Any]] = deque()
 
     # -- transactions -------------------------------------------------------------------
 
@@ -89,13 +92,37 @@ class BatchHandler:
 
         if time.monotonic() >= self._redis_down_until:
             try:
+                self._backfill()
                 return self.store.process_batch(events), [False] * len(events)
             except redis.RedisError as exc:
                 self.metrics.redis_errors.inc()
                 self._redis_down_until = time.monotonic() + self.settings.redis_retry_s
                 log.warning("redis failed (%r); deciding with default aggregates", exc)
         self.metrics.degraded.inc(len(events))
+        self._keep_for_backfill(events)
         return [self._default_features(event) for event in events], [True] * len(events)
+
+    def _keep_for_backfill(self, events: list[dict[str, Any]]) -> None:
+        self._backlog.extend(events)
+        overflow = len(self._backlog) - self.settings.redis_backlog_max
+        if overflow > 0:
+            for _ in range(overflow):
+                self._backlog.popleft()
+            self.metrics.backfill_dropped.inc(overflow)
+
+    def _backfill(self, chunk: int = 1000) -> None:
+        """Fold the events decided during an outage into the aggregates, oldest first, before
+        the current batch (so a card's history stays in time order). Their decisions stand;
+        the store only records them (idempotent per transaction id, so a chunk retried after a
+        failure is not counted twice)."""
+        if self._backlog:
+            log.info("redis is back; adding %d transactions decided without it", len(self._backlog))
+        while self._backlog:
+            events = [self._backlog[i] for i in range(min(chunk, len(self._backlog)))]
+            self.store.process_batch(events)
+            for _ in events:
+                self._backlog.popleft()
+            self.metrics.backfilled.inc(len(events))
 
     def score(self, admitted: list[Admitted]) -> ScoredBatch:
         model = self.models.current  # one version for the whole batch

@@ -42,6 +42,17 @@ class ScorerMetrics:
             registry=r,
         )
         self.redis_errors = Counter("fraud_redis_errors", "Failed Redis round trips", registry=r)
+        self.backfilled = Counter(
+            "fraud_degraded_backfilled",
+            "Transactions decided while Redis was unavailable, folded into the aggregates later",
+            registry=r,
+        )
+        self.backfill_dropped = Counter(
+            "fraud_degraded_backfill_dropped",
+            "Transactions decided while Redis was unavailable that the aggregates will miss "
+            "(the in-memory backlog was full)",
+            registry=r,
+        )
         self.produce_retries = Counter(
             "fraud_produce_retries", "Output records re-sent after a delivery failure", registry=r
         )

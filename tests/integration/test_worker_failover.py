@@ -92,9 +92,8 @@ def _state(client: Any, store: RedisFeatureStore) -> dict[str, Any]:
 def test_survivor_takes_over_and_aggregates_match_a_clean_run(
     worker_env, consume_raw, redis_client
 ):
-    # Faust reads its consumer-group timings from these variables: a dead member is noticed
-    # after 6 s (the broker's minimum) instead of Faust's default 60 s.
-    worker_env.extra.update({"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"})
+    # A dead member is noticed after 6 s (the broker's minimum).
+    worker_env.extra.update({"FRAUD_SESSION_TIMEOUT_S": "6"})
     topics, bootstrap = worker_env.topics, worker_env.stack.bootstrap
     members = lambda: group_assignment(bootstrap, worker_env.group, topics["transactions"])  # noqa: E731
 

@@ -3,7 +3,8 @@ then fills up (maxmemory: writes refused with an error reply) and is relieved.
 
 The worker must neither crash nor stall: while Redis is away or failing it decides with
 default aggregates (degraded=true, counted in metrics), and once Redis answers again it goes
-back to full features by itself. Every transaction gets exactly one decision throughout.
+back to full features by itself and folds the transactions it decided without Redis into the
+aggregates. Every transaction gets exactly one decision throughout.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DECIDED = 'fraud_transactions_total{outcome="decided"}'
 DEGRADED = "fraud_degraded_decisions_total"
 REDIS_ERRORS = "fraud_redis_errors_total"
+BACKFILLED = "fraud_degraded_backfilled_total"
+BACKFILL_DROPPED = "fraud_degraded_backfill_dropped_total"
 RETRY_S = 0.5
 PHASE = 200  # decisions to see in each phase before moving on
 
@@ -81,6 +84,8 @@ def test_redis_outage_degrades_then_recovers_without_losing_a_transaction(
         dead = consume_raw(worker_env.topics["dead_letter"])
         after = scrape(worker)
         assert worker.popen.poll() is None
+        with redis.Redis.from_url(redis_server.url) as client:
+            recorded = sum(1 for _ in client.scan_iter(f"{worker_env.redis_prefix}*:tx:*", 1000))
 
     decisions = sorted((orjson.loads(r.value) for r in records), key=lambda d: d["decided_at"])
     per_id = Counter(d["transaction_id"] for d in decisions)
@@ -106,6 +111,10 @@ def test_redis_outage_degrades_then_recovers_without_losing_a_transaction(
     (_, stopped), (_, filled) = runs[1], runs[3]
     assert stopped_at <= stopped[0] and stopped[-1] <= _later(restarted_at, RETRY_S + 5)
     assert filled_at <= filled[0] and filled[-1] <= _later(relieved_at, RETRY_S + 5)
+    # Once Redis was back, the degraded transactions were added to the aggregates: the store
+    # holds a record of every transaction.
+    assert after[BACKFILLED] == len(degraded) and after[BACKFILL_DROPPED] == 0
+    assert recorded == report.valid
     # Degraded decisions carry the no-history defaults: the card's own 1 h count is zero.
     assert {d["features"]["card_count_1h"] for d in degraded} == {0.0}
     assert max(d["features"]["card_count_30d"] for d in decisions if not d["degraded"]) > 0
