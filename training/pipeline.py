@@ -168,22 +168,39 @@ def train_on_split(
 ) -> TrainingOutcome:
     """`labelled`: context columns + features (see training.dataset); `groups`: fairness
     attributes aligned with `labelled`'s rows, or None to skip the audit."""
+    windows = split_windows(labelled, split)
+    test_groups = None
+    if groups is not None:
+        test_groups = groups.loc[split.mask(labelled["timestamp"], "test")]
+    return train_on_windows(windows, split, spec, config, test_groups)
+
+
+def train_on_windows(
+    windows: dict[str, pd.DataFrame],
+    split: TimeSplit,
+    spec: FeatureSpec,
+    config: TrainConfig | None = None,
+    test_groups: pd.DataFrame | None = None,
+) -> TrainingOutcome:
+    """Train and evaluate on the train/validation/test windows given explicitly. `split`
+    names their periods; the training window may also hold rows from outside them (retraining
+    appends analysts' labels). `test_groups`: fairness attributes aligned with the test
+    window's rows, or None to skip the audit."""
     from threadpoolctl import threadpool_limits
 
     config = config or TrainConfig()
+    _check_windows(windows)
     with threadpool_limits(limits=config.threads, user_api="openmp"):
-        return _train_on_split(labelled, split, spec, config, groups)
+        return _train_on_windows(windows, split, spec, config, test_groups)
 
 
-def _train_on_split(
-    labelled: pd.DataFrame,
+def _train_on_windows(
+    windows: dict[str, pd.DataFrame],
     split: TimeSplit,
     spec: FeatureSpec,
     config: TrainConfig,
-    groups: pd.DataFrame | None,
+    test_groups: pd.DataFrame | None,
 ) -> TrainingOutcome:
-    windows = split_windows(labelled, split)
-    _check_windows(windows)
     spec, dropped = usable_features(spec, windows["train"])
     default = _fit_and_evaluate(DEFAULT_KIND, windows, spec, config)
     baseline = (
@@ -192,13 +209,12 @@ def _train_on_split(
 
     test = windows["test"]
     fairness = None
-    if groups is not None:
-        test_groups = groups.loc[split.mask(labelled["timestamp"], "test")].reset_index(drop=True)
+    if test_groups is not None:
         alerted = default.scores["test"] >= default.threshold_choice.thresholds.review
         fairness = audit(
             test["is_fraud"],
             alerted.astype(int),
-            test_groups,
+            test_groups.reset_index(drop=True),
             config.fairness_gate,
             clusters=test["customer_id"].astype("string").to_numpy(),
         )

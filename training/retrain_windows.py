@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,22 +23,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraud.errors import FraudScorerError
 from stream.policy import Thresholds
+from training import pipeline
 from training.dataset import FeatureSpec
-from training.evaluate import bank_targets, evaluate_window, tier_metrics
-from training.explain import ReasonCoder, global_importance
-from training.fairness import audit
-from training.model import DEFAULT_KIND, fit_model, fraud_scores
-from training.pipeline import (
-    IMPORTANCE_SAMPLE,
-    REFERENCE_TOP_FEATURES,
-    ModelOutcome,
-    TrainConfig,
-    TrainingOutcome,
-    usable_features,
-)
-from training.reference import reference_distribution
+from training.evaluate import tier_metrics
+from training.pipeline import TrainConfig, TrainingOutcome
 from training.split import WINDOWS, TimeSplit
-from training.thresholds import choose_thresholds
 
 FEEDBACK_ORIGIN = "feedback"
 HISTORY_ORIGIN = "history"
@@ -160,65 +149,11 @@ def train_on_windows(
     config: TrainConfig,
     test_groups: pd.DataFrame | None,
 ) -> TrainingOutcome:
-    """`training.pipeline.train_on_split` for windows given explicitly (the training window
-    holds rows from outside the split's time range: the feedback). Default model only."""
+    """The challenger: `training.pipeline.train_on_windows`, default model only, refusing
+    windows without both classes as a retrain refusal."""
     _check_windows(windows)
-    spec, dropped = usable_features(spec, windows["train"])
-    names = list(spec.names)
-    train = windows["train"]
-    started = pd.Timestamp.now()
-    model = fit_model(
-        DEFAULT_KIND,
-        train[names],
-        train["is_fraud"],
-        spec.categorical,
-        config.seed,
-        config.overrides.get(DEFAULT_KIND),
-    )
-    fit_seconds = (pd.Timestamp.now() - started).total_seconds()
-    scores = {name: fraud_scores(model, windows[name][names]) for name in ("validation", "test")}
-    choice = choose_thresholds(
-        scores["validation"], windows["validation"]["is_fraud"], config.targets
-    )
-    evaluation = {
-        name: evaluate_window(windows[name], scores[name], choice.thresholds)
-        for name in ("validation", "test")
-    }
-    default = ModelOutcome(DEFAULT_KIND, model, scores, choice, evaluation, fit_seconds)
-    test = windows["test"]
-    fairness = None
-    if test_groups is not None:
-        alerted = scores["test"] >= choice.thresholds.review
-        fairness = audit(
-            test["is_fraud"],
-            alerted.astype(int),
-            test_groups.reset_index(drop=True),
-            config.fairness_gate,
-            clusters=test["customer_id"].astype("string").to_numpy(),
-        )
-    sample = test[names]
-    if len(sample) > IMPORTANCE_SAMPLE:
-        sample = sample.sample(IMPORTANCE_SAMPLE, random_state=config.seed)
-    importance = global_importance(ReasonCoder(model, spec.names), sample)
-    reference = reference_distribution(
-        {name: (scores[name], windows[name]) for name in ("validation", "test")},
-        list(importance.index[:REFERENCE_TOP_FEATURES]),
-        spec.categorical,
-    )
-    return TrainingOutcome(
-        split=split,
-        spec=spec,
-        config=config,
-        windows=windows,
-        default=default,
-        baseline=None,
-        fairness=fairness,
-        importance=importance,
-        reference=reference,
-        targets_on_test=bank_targets(
-            evaluation["test"], config.targets.decline_precision, config.targets.recall
-        ),
-        dropped_features=dropped,
+    return pipeline.train_on_windows(
+        windows, split, spec, replace(config, with_baseline=False), test_groups
     )
 
 
