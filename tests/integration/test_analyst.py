@@ -32,7 +32,8 @@ def iso(seconds: float) -> str:
     )
 
 
-def an_alert(tid: str, decided_at: float) -> dict[str, Any]:
+def an_alert(tid: str, event_time: float) -> dict[str, Any]:
+    """Reviews fall due on the transaction's clock: `review_delay` after its event_time."""
     return validator("alert")(
         {
             "transaction_id": tid,
@@ -40,8 +41,8 @@ def an_alert(tid: str, decided_at: float) -> dict[str, Any]:
             "customer_id": "cust-00007",
             "terminal_id": "term-00001",
             "merchant_category": "grocery",
-            "event_time": iso(decided_at - 0.01),
-            "decided_at": iso(decided_at),
+            "event_time": iso(event_time),
+            "decided_at": iso(event_time + 0.01),
             "amount": 42.0,
             "score": 0.7,
             "decision": "review",
@@ -109,7 +110,9 @@ def feedback_of(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def test_analyst_command_labels_alerts_and_sends_chargebacks(settings: Settings) -> None:
     topics = settings.topics
-    past = time.time() - 100
+    # Simulated traffic runs on its own clock, months behind the wall clock: labels are due at
+    # once and stamped on that clock.
+    past = datetime(2026, 3, 2, 10, tzinfo=UTC).timestamp()
     publish(
         settings.kafka_bootstrap_servers,
         [
@@ -175,7 +178,7 @@ def test_analyst_command_labels_alerts_and_sends_chargebacks(settings: Settings)
 
 def test_labels_wait_for_their_review_delay_and_capacity_holds(settings: Settings) -> None:
     topics = settings.topics
-    decided = time.time()
+    decided = time.time()  # the alerts' event time: traffic on the wall clock, as a bank's
     publish(
         settings.kafka_bootstrap_servers,
         [(topics.truth, truth(f"tx-{i}", i % 2 == 0)) for i in range(4)]
@@ -196,7 +199,7 @@ def test_labels_wait_for_their_review_delay_and_capacity_holds(settings: Setting
         settings, config, duration_s=10, from_beginning=True, stop=stop, on_feedback=collect
     )
     assert len(sent) == 3
-    assert all(at >= decided + 1.5 - 0.001 for at, _ in sent)  # decided_at has ms precision
+    assert all(at >= decided + 1.5 - 0.001 for at, _ in sent)  # event_time has ms precision
     assert summary.labelled == 3 and summary.capacity_dropped == 1
     assert [r["label"] for _, r in sent] == ["fraud", "legit", "fraud"]
     assert feedback_of(settings) == {r["transaction_id"]: r for _, r in sent}

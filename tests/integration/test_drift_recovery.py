@@ -1,7 +1,12 @@
 """Drift recovery in compressed time: a scenario the champion never saw (atm_cashout) reaches the
 live stream, the simulated analysts label what the worker decided, `fraud retrain` promotes a
 challenger, the running worker swaps to it by itself, and on later traffic the new champion
-catches clearly more of the new scenario than the old one did on the very same events."""
+declines clearly more of the new scenario than the old one did on the very same events.
+
+Live events carry simulated time, so card features mean what they meant in training: the old
+champion already reviews most of the scenario's withdrawals (quick, large, cash), but declines
+only about half of them. Measured (177 withdrawals in 4,000 later events): decline recall 0.46
+-> 1.0, recall at the scenario's share of alerts 0.88 -> 1.0, review recall 0.96 -> 1.0."""
 
 from __future__ import annotations
 
@@ -33,15 +38,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RATE = 200.0  # events/s: the worker, the analysts and the producer share two cores
 FIRST_S, LATER_S = 40.0, 20.0
 LABEL_DELAY_S = 5.0  # >= the analysts' chargeback delay: labels older than it are final
-ALERT_BUDGET = 0.02  # the policy's alert-rate cap: recall when both models may alert this share
 
 
 def decided(worker: Any) -> float:
     return scrape(worker)['fraud_transactions_total{outcome="decided"}']
 
 
-def later_events(settings: Settings, since: pd.Timestamp) -> pd.DataFrame:
-    """Decisions of events sent from `since` on, with their logged features and ground truth."""
+def sequence(transaction_id: str) -> int:
+    """The position of a live event in its traffic (ids are tx-<run>-<sequence>)."""
+    return int(transaction_id.rsplit("-", 1)[1])
+
+
+def later_events(settings: Settings, first: int) -> pd.DataFrame:
+    """Decisions of the traffic's events from position `first` on, with their logged features
+    and ground truth (event times are simulated: they say nothing of when an event was sent)."""
     truth = {}
     for record in scan_topic(settings.kafka_bootstrap_servers, settings.topics.truth):
         value = orjson.loads(record.value)
@@ -49,7 +59,7 @@ def later_events(settings: Settings, since: pd.Timestamp) -> pd.DataFrame:
     rows = []
     for record in scan_topic(settings.kafka_bootstrap_servers, settings.topics.decisions):
         decision = orjson.loads(record.value)
-        if pd.Timestamp(decision["event_time"]) < since:
+        if sequence(decision["transaction_id"]) < first:
             continue
         rows.append(
             {
@@ -69,12 +79,14 @@ def recall_figures(settings: Settings, version: str, events: pd.DataFrame) -> di
     model = load_model_version(settings, version=version)
     scores = model.predict_scores(events)
     atm = (events["scenario"] == "atm_cashout").to_numpy()
-    budget = np.quantile(scores, 1 - ALERT_BUDGET)
+    # Recall when a model may alert as many events as the scenario has (R-precision). A fixed
+    # budget below the scenario's share (here ~4%, its rate raised 30x) would cap both models.
+    at_share = np.quantile(scores, 1 - atm.mean())
     return {
-        "alert_rate": float((scores >= model.thresholds.review).mean()),
+        "other_alert_rate": float((scores[~atm] >= model.thresholds.review).mean()),
         "recall_alert": float((scores[atm] >= model.thresholds.review).mean()),
         "recall_decline": float((scores[atm] >= model.thresholds.decline).mean()),
-        "recall_at_budget": float((scores[atm] >= budget).mean()),
+        "recall_at_share": float((scores[atm] >= at_share).mean()),
         "scores": scores,
     }
 
@@ -97,6 +109,7 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
     traffic = LiveTraffic(Bank.build(400, 5), 5, scenario="atm_cashout", scenario_at=0.0)
 
     def send(seconds: float) -> int:
+        """Valid events sent (malformed none, so every event handed out)."""
         report = produce_live(
             worker_env.stack.bootstrap,
             traffic,
@@ -105,7 +118,7 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
             topics["transactions"],
             topics["truth"],
         )
-        assert report.delivery_errors == 0
+        assert report.delivery_errors == 0 and report.valid == report.sent
         return report.valid
 
     desk = AnalystConfig(
@@ -156,14 +169,13 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
                 f"the worker swapping to v{new} by itself",
             )
 
-            since = pd.Timestamp.now(tz="UTC")
             later = send(LATER_S)
             wait_until(lambda: decided(worker) >= sent + later, 120, "every later event decided")
         finally:
             stop.set()
             analysts.join(30)
 
-    events = later_events(settings, since)
+    events = later_events(settings, first=sent)
     assert len(events) == later
     assert set(events["version"]) == {new}, "the later traffic was decided by the new champion"
     atm = int((events["scenario"] == "atm_cashout").sum())
@@ -174,9 +186,11 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
     assert np.allclose(after["scores"], events["logged_score"], atol=1e-6)
     figures = {
         name: (round(before[name], 3), round(after[name], 3))
-        for name in ("recall_at_budget", "recall_decline", "recall_alert", "alert_rate")
+        for name in ("recall_decline", "recall_at_share", "recall_alert", "other_alert_rate")
     }
     print(f"\natm_cashout events in later traffic: {atm}; (v{old}, v{new}): {figures}")
-    assert after["recall_at_budget"] >= before["recall_at_budget"] + 0.15, figures
-    assert after["recall_decline"] > before["recall_decline"], figures
-    assert after["alert_rate"] < before["alert_rate"], figures
+    assert after["recall_decline"] >= before["recall_decline"] + 0.3, figures
+    assert after["recall_at_share"] >= before["recall_at_share"], figures
+    assert after["recall_alert"] >= before["recall_alert"], figures
+    # Not bought with false alerts on the rest of the traffic.
+    assert after["other_alert_rate"] <= before["other_alert_rate"] + 0.005, figures

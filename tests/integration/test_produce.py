@@ -53,6 +53,10 @@ def consume_all(
     return received
 
 
+def epoch(timestamp: str) -> float:
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
 def test_produce_publishes_valid_events_keyed_by_card_with_ground_truth(
     stack: Stack, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
 ) -> None:
@@ -83,13 +87,24 @@ def test_produce_publishes_valid_events_keyed_by_card_with_ground_truth(
         assert (record["fraud_scenario"] is None) == (record["is_fraud"] == 0)
         truth[key] = record
     assert set(truth) == set(events)
-    # Stamped with the wall-clock time of sending (UTC), spread over the run.
-    stamps = sorted(
-        dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-        for event in events.values()
-    )
-    assert began <= stamps[0] and stamps[-1] <= ended
-    assert stamps[-1] - stamps[0] > 1.5
+    # Stamped with simulated time, continuing the default history from 2026-03-02: 800 events
+    # of an 800-customer bank (~1,800 a day) span hours of it, not the 2 s of sending.
+    stamps = sorted(epoch(event["timestamp"]) for event in events.values())
+    live_start = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
+    assert live_start <= stamps[0] < live_start + 3600
+    assert 3 * 3600 < stamps[-1] - stamps[0] < 86_400
+    span = re.search(r"simulated time (\S+) \.\. (\S+)", result.stdout)
+    assert span, result.stdout
+    assert (epoch(span.group(1)), epoch(span.group(2))) == (stamps[0], stamps[-1])
+    # The Kafka record timestamp is the moment of sending.
+    consumer = make_consumer(stack.bootstrap, unique_name("ts"))
+    consumer.subscribe([events_topic])
+    sent_at: list[float] = []
+    deadline = time.monotonic() + 30
+    while not sent_at and time.monotonic() < deadline:
+        sent_at = [m.timestamp()[1] / 1000 for m in consumer.consume(100, timeout=1)]
+    consumer.close()
+    assert sent_at and all(began - 1 <= moment <= ended + 1 for moment in sent_at)
 
 
 def _classify(payload: bytes) -> str:
@@ -114,7 +129,7 @@ def test_malformed_rate_mixes_in_every_kind_of_bad_event_without_truth(
     result = fraud_cli(
         *("produce", "--rate", "300", "--duration", "2", "--malformed-rate", "0.4"),
         *("--customers", "500", "--topic", events_topic, "--truth-topic", truth_topic),
-        *("--bootstrap", stack.bootstrap),
+        *("--bootstrap", stack.bootstrap, "--start", "2026-07-14T09:30:00+02:00"),
     )
     assert result.returncode == 0, result.stderr
     printed = re.search(r"malformed (\d+) (\{.*\})", result.stdout)
@@ -137,6 +152,14 @@ def test_malformed_rate_mixes_in_every_kind_of_bad_event_without_truth(
         if _classify(value) == "valid"
     }
     assert {key for key, _ in received[truth_topic]} == valid_ids
+    # --start sets the simulated clock: every valid event is at or after it.
+    stamps = [
+        epoch(orjson.loads(value)["timestamp"])
+        for _, value in received[events_topic]
+        if _classify(value) == "valid"
+    ]
+    start = dt.datetime(2026, 7, 14, 7, 30, tzinfo=dt.UTC).timestamp()
+    assert start <= min(stamps) < start + 3600
 
 
 def test_wrong_broker_address_fails_fast_with_a_clear_message() -> None:
