@@ -14,7 +14,7 @@ One run, in this order, on private topics (deleted afterwards) and private Redis
    it finished its events, else a fresh one on fresh topics), fed by a paced producer for
    --duration seconds per rate; sustained decisions/s = decisions decided inside the sending
    window / its length; latency percentiles from the decisions' `latency_ms` (decided_at -
-   event timestamp). After a rate the worker did not keep up with, the higher rates are
+   the record's Kafka timestamp, set when sent). After a rate the worker did not keep up with, the higher rates are
    skipped (its backlog would only grow);
 7. baseline (a): the lab's one-transaction-per-request Flask endpoint with the same model;
 then a table, the ratios, the targets, and bench-results/bench-<run>.json. A baseline that

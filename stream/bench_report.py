@@ -136,7 +136,7 @@ def results_table(document: Mapping[str, Any]) -> Table:
             baseline["description"],
         )
     table.caption = (
-        "latency = decided_at - event timestamp (ms-stamped at send) for the worker; "
+        "latency = decided_at - Kafka record timestamp (set at send) for the worker; "
         "request round trip for HTTP. CPU = cores busy on average (CPU s per wall s): the "
         "worker's, and every other process's on this machine (the benchmark's producer included)"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from fraud.settings import Settings
@@ -45,5 +47,41 @@ def worker(
     ).execute_from_commandline()
 
 
+def warm_store(
+    ctx: typer.Context,
+    data: Path = typer.Option(
+        None, help="History file (default: data/history/transactions.parquet)."
+    ),
+    days: float = typer.Option(
+        30.0, min=0.01, help="Days of history to load, counted back from its last transaction."
+    ),
+) -> None:
+    """Load the online feature store (Redis) with the last days of history, so that live cards
+    carry their past (as in training) instead of all looking new. Run it before the first
+    worker; running it again changes nothing."""
+    from rich.progress import Progress
+
+    from stream.warm import warm_store as run
+
+    settings: Settings = ctx.obj
+    path = data or settings.data_dir / "history" / "transactions.parquet"
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} does not exist (`make simulate`)", param_hint="--data")
+    with Progress(transient=True) as progress:
+        task = progress.add_task("warming the feature store", total=None)
+        report = run(
+            settings,
+            path,
+            days,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    typer.echo(
+        f"feature store {settings.redis_url} prefix {settings.redis_prefix!r}: "
+        f"{report.transactions:,} transactions from {report.since} to {report.until}, "
+        f"{report.labels:,} fraud labels, in {report.seconds:.1f} s"
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command()(worker)
+    app.command("warm-store")(warm_store)

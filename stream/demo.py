@@ -1,8 +1,13 @@
 """`fraud demo`: the whole loop on one machine, in one command.
 
     services (ops/services.sh up, unless they already answer) -> topics -> a champion
-    (`fraud train` when the registry has none) -> `fraud worker`, `fraud analyst` and
+    (`fraud train` when the registry has none) -> a feature store of its own (a fresh Redis
+    prefix, warmed with the last days of the history) -> `fraud worker`, `fraud analyst` and
     `fraud produce` as subprocesses -> a live view -> a summary with where to look next.
+
+Live traffic continues the history's simulated timeline (from the day after it), so each run
+gets a store of its own: a second run on the first run's store would replay days the cards
+already lived through.
 
 It stops what it started: its subprocesses always (also on Ctrl-C), the services only when it
 was the one that started them. Subprocess output goes to <state>/demo/*.log.
@@ -34,7 +39,7 @@ MLFLOW_UI = "mlflow ui --backend-store-uri sqlite:///.state/mlflow/mlflow.db"
 
 @dataclass(frozen=True)
 class DemoOptions:
-    rate: float = 300.0
+    rate: float = 500.0
     duration_s: float = 60.0
     customers: int = 5000
     days: int = 60
@@ -46,6 +51,7 @@ class DemoOptions:
     chargeback_delay_s: float = 10.0
     drain_s: float = 60.0  # after the traffic ends, wait this long at most for lag 0
     keep_services: bool = False
+    warm_days: float = 30.0
 
 
 def _answers(host: str, port: int) -> bool:
@@ -144,6 +150,37 @@ def ensure_champion(settings: Settings, options: DemoOptions, console: Any) -> s
     return str(found.version)
 
 
+def warm_own_store(settings: Settings, options: DemoOptions, console: Any) -> str:
+    """A fresh Redis prefix for this run, loaded with the last `warm_days` of the history."""
+    from stream.warm import warm_store
+
+    prefix = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    history = settings.data_dir / "history" / "transactions.parquet"
+    if not history.is_file():
+        console.print(f"[yellow]no history at {history}: live cards start without a past[/]")
+        return prefix
+    with console.status(f"warming the feature store with {options.warm_days:g} days of history"):
+        report = warm_store(
+            settings.model_copy(update={"redis_prefix": prefix}), history, options.warm_days
+        )
+    console.print(
+        f"feature store (prefix {prefix}): {report.transactions:,} transactions and "
+        f"{report.labels:,} fraud labels from the history in {report.seconds:.0f} s"
+    )
+    return prefix
+
+
+def _clear_store(settings: Settings, prefix: str) -> None:
+    import redis
+
+    from stream.feature_store import RedisFeatureStore
+
+    try:
+        RedisFeatureStore(redis.Redis.from_url(settings.redis_url), prefix).clear()
+    except redis.RedisError:
+        pass  # the services are stopping too; the keys expire anyway
+
+
 def run_demo(settings: Settings, options: DemoOptions, console: Any) -> dict[str, Any]:
     """Everything in the module docstring; returns the summary's numbers."""
     logs = settings.state_dir / "demo"
@@ -161,7 +198,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any) -> dict[str
             settings.kafka_bootstrap_servers, settings.topics.all(), settings.topic_partitions
         )
         champion = ensure_champion(settings, options, console)
-        env = {"FRAUD_WEB_PORT": str(options.web_port)}
+        prefix = warm_own_store(settings, options, console)
+        stack.callback(_clear_store, settings, prefix)
+        env = {"FRAUD_WEB_PORT": str(options.web_port), "FRAUD_REDIS_PREFIX": prefix}
         worker = stack.enter_context(background("worker", fraud("worker"), logs, env))
         url = f"http://{settings.web_host}:{options.web_port}"
         with console.status(f"starting the worker (champion v{champion}) ..."):
@@ -322,7 +361,7 @@ def print_summary(console: Any, summary: dict[str, Any], settings: Settings) -> 
 
 def demo_command(
     ctx: typer.Context,
-    rate: float = typer.Option(300.0, min=1.0, help="Live transactions per second."),
+    rate: float = typer.Option(500.0, min=1.0, help="Live transactions per second."),
     duration: float = typer.Option(60.0, min=1.0, help="Seconds of live traffic."),
     customers: int = typer.Option(5000, min=1, help="Customers of the simulated bank."),
     days: int = typer.Option(60, min=1, help="Days of history to simulate when it is missing."),
@@ -335,6 +374,9 @@ def demo_command(
     ),
     web_port: int = typer.Option(6066, min=1, max=65535, help="The worker's HTTP port."),
     keep_services: bool = typer.Option(False, help="Leave services the demo started running."),
+    warm_days: float = typer.Option(
+        30.0, min=0.01, help="Days of history loaded into the demo's feature store."
+    ),
 ) -> None:
     """Start everything, stream live traffic with a live view, then stop and summarise."""
     from rich.console import Console
@@ -353,6 +395,7 @@ def demo_command(
         scenario_at=scenario_at,
         web_port=web_port,
         keep_services=keep_services,
+        warm_days=warm_days,
     )
     summary = run_demo(settings, options, console)
     print_summary(console, summary, settings)
