@@ -61,11 +61,11 @@ monitor: setup ## Live precision/recall per model version and score/feature drif
 analyst: setup ## Simulated analysts: label alerts from ground truth, send chargebacks for approved frauds
 	$(FRAUD) analyst
 
-retrain: services ## Fold analyst labels and chargebacks back in: challenger, gates, promotion (LABEL_DELAY_SECONDS=15 after a demo)
+retrain: services ## Fold analyst labels and chargebacks back in: challenger, gates, promotion (LABEL_DELAY_SECONDS=86400 after a demo: one simulated day)
 	$(FRAUD) retrain $${LABEL_DELAY_SECONDS:+--label-delay-seconds $$LABEL_DELAY_SECONDS}
 
-demo: setup ## Services, a champion (trained if none), worker + analysts + live traffic with a live view (RATE=300 DURATION=60)
-	$(FRAUD) demo --rate $${RATE:-300} --duration $${DURATION:-60}
+demo: setup ## Services, a champion (trained if none), worker + analysts + live traffic with a live view (RATE=500 DURATION=60)
+	$(FRAUD) demo --rate $${RATE:-500} --duration $${DURATION:-60}
 
 bench: services ## End-to-end benchmark: worker throughput and latency vs. the lab's HTTP design and a bare Kafka loop
 	$(FRAUD) bench

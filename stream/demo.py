@@ -47,8 +47,10 @@ class DemoOptions:
     scenario: str | None = None
     scenario_at: float | None = None
     web_port: int = 6066
-    review_delay_s: float = 2.0
-    chargeback_delay_s: float = 10.0
+    # On the transactions' (simulated) clock, which runs a few thousand times faster than the
+    # wall clock in a demo: reviews come back within seconds, chargebacks within a minute.
+    review_delay_s: float = 4 * 3600.0
+    chargeback_delay_s: float = 86400.0
     drain_s: float = 60.0  # after the traffic ends, wait this long at most for lag 0
     keep_services: bool = False
     warm_days: float = 30.0
@@ -150,6 +152,31 @@ def ensure_champion(settings: Settings, options: DemoOptions, console: Any) -> s
     return str(found.version)
 
 
+def start_at_the_end(settings: Settings) -> int:
+    """Commit the scorer group's offsets on `transactions` at the topic's end, so that the
+    demo's worker starts with this run's traffic; returns how many records that skips. (The
+    group must have no running member: the demo starts its worker after this.)"""
+    from confluent_kafka import TopicPartition
+
+    from stream.kafka_io import make_consumer
+
+    topic = settings.topics.transactions
+    consumer = make_consumer(settings.kafka_bootstrap_servers, settings.consumer_group)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
+        ends, skipped = [], 0
+        for committed in consumer.committed(partitions, timeout=10):
+            low, high = consumer.get_watermark_offsets(committed, timeout=10)
+            skipped += high - (committed.offset if committed.offset >= 0 else low)
+            ends.append(TopicPartition(topic, committed.partition, high))
+        if skipped:
+            consumer.commit(offsets=ends, asynchronous=False)
+        return skipped
+    finally:
+        consumer.close()
+
+
 def warm_own_store(settings: Settings, options: DemoOptions, console: Any) -> str:
     """A fresh Redis prefix for this run, loaded with the last `warm_days` of the history."""
     from stream.warm import warm_store
@@ -198,6 +225,12 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any) -> dict[str
             settings.kafka_bootstrap_servers, settings.topics.all(), settings.topic_partitions
         )
         champion = ensure_champion(settings, options, console)
+        skipped = start_at_the_end(settings)
+        if skipped:
+            console.print(
+                f"{skipped:,} transactions left in {settings.topics.transactions} by earlier "
+                f"runs are skipped: the demo's worker decides only this run's traffic"
+            )
         prefix = warm_own_store(settings, options, console)
         stack.callback(_clear_store, settings, prefix)
         env = {"FRAUD_WEB_PORT": str(options.web_port), "FRAUD_REDIS_PREFIX": prefix}
@@ -355,7 +388,7 @@ def print_summary(console: Any, summary: dict[str, Any], settings: Settings) -> 
         f"  worker metrics (while a worker runs, `make worker`):  {summary['metrics_url']}\n"
         "  the model card of the champion:  model_card.md\n"
         "  consumer lag:  fraud lag   |   live precision/recall and drift:  fraud monitor\n"
-        "  fold the analysts' labels back in:  fraud retrain --label-delay-seconds 15"
+        "  fold the analysts' labels back in:  make retrain LABEL_DELAY_SECONDS=86400"
     )
 
 

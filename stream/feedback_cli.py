@@ -59,7 +59,9 @@ def label(
 def analyst(
     ctx: typer.Context,
     review_delay: float = typer.Option(
-        4 * 3600.0, min=0.0, help="Seconds from an alert's decision to its label."
+        4 * 3600.0,
+        min=0.0,
+        help="Seconds from an alerted transaction's event time to its label (transactions' clock).",
     ),
     chargeback_delay: float = typer.Option(
         3 * 86400.0, min=0.0, help="Seconds from an approved fraud's event time to its chargeback."
