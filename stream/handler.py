@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -190,10 +190,11 @@ class BatchHandler:
         m = self.metrics
         m.transactions.labels("decided").inc(len(scored.decisions))
         m.transactions.labels("dead_lettered").inc(len(dead))
-        for item in dead:
-            m.dead_letters.labels(item.reason).inc()
+        for reason, count in Counter(item.reason for item in dead).items():
+            m.dead_letters.labels(reason).inc(count)
+        for tier, count in Counter(d["decision"] for d in scored.decisions).items():
+            m.decisions.labels(tier).inc(count)
         for decision in scored.decisions:
-            m.decisions.labels(decision["decision"]).inc()
             m.score.observe(decision["score"])
             m.latency.observe(decision["latency_ms"] / 1000)
 

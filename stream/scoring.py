@@ -51,10 +51,6 @@ class ScoredBatch:
     alerts: list[dict[str, Any]]
 
 
-def _json_value(value: float) -> float | None:
-    return None if value != value else float(value)  # NaN -> null in JSON
-
-
 def score_batch(
     model: ScoringModel,
     events: Sequence[Mapping[str, Any]],
@@ -82,10 +78,13 @@ def score_batch(
     thresholds = model.thresholds.as_dict()
     model_ref = {"name": model.name, "version": model.version, "alias": model.alias}
     now_s = now.timestamp()
+    names = model.feature_names
+    # Python floats, NaN (missing) -> None (null in JSON), in one pass over the batch.
+    rows = [[None if v != v else v for v in row] for row in matrix.tolist()]
     decisions, alerts = [], []
     for i, event in enumerate(events):
         latency_ms = 0.0 if arrived is None else max(0.0, (now_s - arrived[i]) * 1000)
-        values = matrix[i]
+        values = rows[i]
         decision = {
             "transaction_id": event["transaction_id"],
             "card_id": event["card_id"],
@@ -95,9 +94,7 @@ def score_batch(
             "decision": str(tiers[i]),
             "thresholds": thresholds,
             "model": model_ref,
-            "features": {
-                name: _json_value(v) for name, v in zip(model.feature_names, values, strict=True)
-            },
+            "features": dict(zip(names, values, strict=True)),
             "reason_codes": reasons.get(i, []),
             "latency_ms": round(latency_ms, 3),
             "degraded": bool(degraded[i]),
