@@ -22,11 +22,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import typer
@@ -34,6 +34,7 @@ import typer
 from fraud.errors import FraudScorerError, ModelNotFoundError, ServiceUnavailableError
 from fraud.settings import PROJECT_ROOT, Settings
 
+T = TypeVar("T")
 MLFLOW_UI = "mlflow ui --backend-store-uri sqlite:///.state/mlflow/mlflow.db"
 
 
@@ -166,15 +167,30 @@ def start_at_the_end(settings: Settings) -> int:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
         ends, skipped = [], 0
-        for committed in consumer.committed(partitions, timeout=10):
+        for committed in _retrying(lambda: consumer.committed(partitions, timeout=10)):
             low, high = consumer.get_watermark_offsets(committed, timeout=10)
             skipped += high - (committed.offset if committed.offset >= 0 else low)
             ends.append(TopicPartition(topic, committed.partition, high))
         if skipped:
-            consumer.commit(offsets=ends, asynchronous=False)
+            _retrying(lambda: consumer.commit(offsets=ends, asynchronous=False))
         return skipped
     finally:
         consumer.close()
+
+
+def _retrying(call: Callable[[], T], timeout_s: float = 60.0) -> T:
+    """`call()`, again while Kafka answers with a retriable error: a fresh broker creates its
+    offsets topic on the first group request and answers NOT_COORDINATOR until it is ready."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def warm_own_store(settings: Settings, options: DemoOptions, console: Any) -> str:
