@@ -181,14 +181,23 @@ def start_at_the_end(settings: Settings) -> int:
 def _retrying(call: Callable[[], T], timeout_s: float = 60.0) -> T:
     """`call()`, again while Kafka answers with a retriable error: a fresh broker creates its
     offsets topic on the first group request and answers NOT_COORDINATOR until it is ready."""
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaError, KafkaException
 
+    not_yet = {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             return call()
         except KafkaException as exc:
-            if not exc.args[0].retriable() or time.monotonic() > deadline:
+            error = exc.args[0]
+            retry = error.retriable() or error.code() in not_yet
+            if not retry or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
 
