@@ -1,24 +1,30 @@
 """`fraud lag` against the real broker: Kafka's own tool agrees, and each status can be driven.
 
-Statuses are driven in compressed time by a plain confluent-kafka consumer that commits offsets
-in a controlled way (a window of 4 commits, polls a few tenths of a second apart).
+Statuses are driven twice: in compressed time by a plain confluent-kafka consumer that commits
+offsets in a controlled way (a window of 4 commits, polls a few tenths of a second apart), and
+on a real scoring worker that an operator slows, stops and rewinds.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from confluent_kafka import Producer, TopicPartition
 from typer.testing import CliRunner
 
 from stream.kafka_io import make_consumer, make_producer
-from stream.lag import LagRules, Status
+from stream.lag import GroupLag, LagRules, PartitionLag, Status
 from stream.lag_monitor import LagMonitor
+from tests.integration.worker_support import BackgroundTraffic, group_assignment, wait_until
+from tests.processes import Proc
 from tests.stack import ROOT, Stack, kafka_version
 
 pytestmark = pytest.mark.integration
@@ -39,23 +45,33 @@ def commit(consumer, topic: str, offsets: dict[int, int]) -> None:  # type: igno
     )
 
 
-def kafka_tool_describe(bootstrap: str, group: str) -> dict[tuple[str, int], tuple[int, int, int]]:
-    """(committed, log end, lag) per partition, as Kafka's consumer-group tool reports them."""
+def kafka_consumer_groups(bootstrap: str, *args: str) -> str:
+    """Run Kafka's consumer-group tool (`kafka-consumer-groups`) from the broker's jars."""
     libs = ROOT / ".state" / "kafka" / f"libs-{kafka_version()}"
     if shutil.which("java") is None or not (libs / ".complete").exists():
         pytest.skip(
             f"Kafka's tools need java and the jars in {libs} (`make services` fetches them)"
         )
-    out = subprocess.run(
+    return subprocess.run(
         [
-            *("java", "-cp", f"{libs}/*", CONSUMER_GROUP_COMMAND),
-            *("--bootstrap-server", bootstrap, "--describe", "--group", group),
+            "java",
+            "-cp",
+            f"{libs}/*",
+            CONSUMER_GROUP_COMMAND,
+            "--bootstrap-server",
+            bootstrap,
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
+
+
+def kafka_tool_describe(bootstrap: str, group: str) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """(committed, log end, lag) per partition, as Kafka's consumer-group tool reports them."""
+    out = kafka_consumer_groups(bootstrap, "--describe", "--group", group)
     rows = {}
     for line in out.splitlines():
         fields = line.split()
@@ -172,3 +188,98 @@ def test_cli_reports_json_for_a_group(
     assert report["total_lag"] == 5
     assert [(p["partition"], p["lag"]) for p in report["partitions"]] == [(0, 5), (1, 0)]
     assert report["status"] == "OK"  # a single commit a moment ago is not yet a stop
+
+
+@contextmanager
+def throttled(proc: Proc, running_s: float, paused_s: float) -> Iterator[None]:
+    """Starve a process of CPU: SIGSTOP / SIGCONT in a cycle, running `running_s` of every
+    `running_s + paused_s` seconds; running again on exit."""
+    done = threading.Event()
+
+    def cycle() -> None:
+        while not done.is_set():
+            proc.popen.send_signal(signal.SIGSTOP)
+            done.wait(paused_s)
+            proc.popen.send_signal(signal.SIGCONT)
+            done.wait(running_s)
+
+    thread = threading.Thread(target=cycle, name="throttle", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        proc.popen.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.slow
+def test_statuses_of_a_real_worker_slowed_stopped_and_rewound(worker_env):
+    """The scoring worker keeps up (OK); starved of CPU it falls behind while still committing
+    (WARN); frozen it stops committing (STOP); killed, and its offsets reset to the start with
+    Kafka's own tool, the group has gone backwards (REWIND)."""
+    worker_env.extra["FRAUD_SESSION_TIMEOUT_S"] = "6"  # a killed member leaves the group in 6 s
+    bootstrap, group = worker_env.stack.bootstrap, worker_env.group
+    topic = worker_env.topics["transactions"]
+    monitor = LagMonitor(bootstrap, group, rules=LagRules(window=4, min_stop_s=3.0), lookback_s=60)
+    history: list[dict] = []
+
+    def reaches(
+        expected: Status, timeout_s: float, extra: Callable[[GroupLag], bool] = lambda r: True
+    ) -> GroupLag:
+        def check() -> GroupLag | None:
+            result = monitor.poll()
+            history.append(result.as_dict())
+            return result if result.status is expected and extra(result) else None
+
+        try:
+            return wait_until(check, timeout_s, f"group status {expected.name}", pause_s=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last polls: {history[-3:]}") from None
+
+    def on_transactions(result: GroupLag) -> list[PartitionLag]:
+        return [p for p in result.partitions if p.topic == topic]
+
+    try:
+        with worker_env.worker() as worker, BackgroundTraffic(worker_env, rate=200):
+            wait_until(
+                lambda: list(group_assignment(bootstrap, group, topic).values()) == [[0, 1, 2, 3]],
+                60,
+                "the worker holding the four partitions",
+            )
+            # Keeping up: every partition has a full window of commits and the group is OK.
+            reaches(
+                Status.OK,
+                90,
+                lambda r: all(p.commits_in_window >= 4 for p in on_transactions(r)),
+            )
+
+            # Slowed to a twentieth of the time: it still commits, but the lag grows.
+            with throttled(worker, running_s=0.1, paused_s=1.9):
+                slowed = reaches(Status.WARN, 120)
+            assert slowed.members == 1
+            warned = [p for p in on_transactions(slowed) if p.status is Status.WARN]
+            assert warned and all(p.lag and p.lag_seconds for p in warned)
+
+            # Frozen: no commit for longer than the window spans while the lag grows.
+            worker.popen.send_signal(signal.SIGSTOP)
+            reaches(
+                Status.STOP,
+                60,
+                lambda r: {p.status for p in on_transactions(r)} == {Status.STOP},
+            )
+
+            # Killed; once it has left the group, an operator replays the topic from the start.
+            worker.popen.send_signal(signal.SIGKILL)
+            worker.popen.wait(10)
+            wait_until(lambda: monitor.poll().members == 0, 60, "the group emptied")
+            kafka_consumer_groups(
+                bootstrap,
+                *("--group", group, "--topic", topic),
+                *("--reset-offsets", "--to-earliest", "--execute"),
+            )
+            rewound = reaches(Status.REWIND, 30)
+            assert all(p.committed_offset == 0 for p in on_transactions(rewound))
+            assert {p.status for p in on_transactions(rewound)} == {Status.REWIND}
+    finally:
+        monitor.close()
