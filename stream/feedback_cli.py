@@ -17,17 +17,24 @@ def label(
     legit: bool = typer.Option(False, "--legit", help="The transaction was genuine."),
     analyst: str = typer.Option(..., "--analyst", help="Your analyst id (letters, digits, ._@-)."),
     note: str = typer.Option(None, "--note", help="Free text kept with the label (max 2000)."),
+    at: str = typer.Option(
+        None,
+        "--at",
+        help="When the verdict was reached, ISO 8601 (default: now). On simulated traffic, a "
+        "time on the transactions' clock, so the worker's terminal fraud rates count the label.",
+    ),
     timeout: float = typer.Option(60.0, min=0.1, help="Seconds allowed for Kafka to answer."),
 ) -> None:
     """Label a decided transaction fraud or legit; the label goes to the feedback topic.
 
     The transaction must have a decision on the decisions topic (read from its beginning);
-    otherwise nothing is published and the exit code is non-zero.
+    otherwise nothing is published and the exit code is non-zero. A label dated before its
+    transaction is refused.
     """
     from datetime import UTC, datetime
 
     from fraud.errors import ValidationError
-    from stream.labels import build_label, label_transaction
+    from stream.labels import build_label, label_transaction, parse_utc
 
     if fraud == legit:
         raise typer.BadParameter(
@@ -36,8 +43,14 @@ def label(
         )
     verdict = "fraud" if fraud else "legit"
     try:
+        labelled_at = datetime.now(UTC) if at is None else parse_utc(at)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{at!r} is not an ISO 8601 time (e.g. 2026-03-02T14:05:00Z)", param_hint="--at"
+        ) from None
+    try:
         # Arguments are checked before Kafka is contacted.
-        build_label(transaction_id, verdict, analyst, labelled_at=datetime.now(UTC), note=note)
+        build_label(transaction_id, verdict, analyst, labelled_at=labelled_at, note=note)
     except ValidationError as exc:
         hint = {"analyst_id": "--analyst", "note": "--note"}.get(exc.field or "", "TRANSACTION_ID")
         raise typer.BadParameter(str(exc), param_hint=hint) from None
@@ -46,7 +59,13 @@ def label(
     settings: Settings = ctx.obj
     with Console(stderr=True).status(f"looking for the decision of {transaction_id} ..."):
         outcome = label_transaction(
-            settings, transaction_id, verdict, analyst, note=note, timeout_s=timeout
+            settings,
+            transaction_id,
+            verdict,
+            analyst,
+            note=note,
+            now=labelled_at,
+            timeout_s=timeout,
         )
     decision, where = outcome.decision, outcome.published
     typer.echo(

@@ -54,6 +54,12 @@ class TopicRecord:
     value: bytes
 
 
+def parse_utc(text: str) -> datetime:
+    """ISO 8601 ('Z' or an offset; naive means UTC) -> aware UTC datetime."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def iso_utc(moment: datetime) -> str:
     """Aware datetime -> '2026-01-01T12:00:00.123456Z' (the feedback schema's format)."""
     if moment.tzinfo is None:
@@ -325,12 +331,12 @@ def label_transaction(
 ) -> LabelOutcome:
     """Validate the label, find the transaction's decision, then publish one feedback record.
 
-    Nothing is published when the record is invalid (ValidationError), a topic is missing
-    (ConfigError) or no decision exists for the id (UnknownTransactionError).
+    Nothing is published when the record is invalid (ValidationError, also for a label dated
+    before the transaction), a topic is missing (ConfigError) or no decision exists for the id
+    (UnknownTransactionError).
     """
-    record = build_label(
-        transaction_id, label, analyst_id, labelled_at=now or datetime.now(UTC), note=note
-    )
+    labelled_at = now or datetime.now(UTC)
+    record = build_label(transaction_id, label, analyst_id, labelled_at=labelled_at, note=note)
     bootstrap = settings.kafka_bootstrap_servers
     topics = settings.topics
     probe = _fresh_consumer(bootstrap, "label-check")
@@ -343,6 +349,13 @@ def label_transaction(
         raise UnknownTransactionError(
             f"no decision for transaction '{transaction_id}' on topic '{topics.decisions}'; "
             "nothing was published"
+        )
+    if labelled_at < parse_utc(decision["event_time"]):
+        raise ValidationError(
+            f"labelled_at {record['labelled_at']} is before the transaction's event time "
+            f"{decision['event_time']}; nothing was published",
+            field="labelled_at",
+            rule="after_event_time",
         )
     (published,) = publish_feedback(bootstrap, topics.feedback, [record], timeout_s=timeout_s)
     return LabelOutcome(published, decision)

@@ -47,7 +47,7 @@ import pandas as pd
 from fraud.errors import ValidationError
 from fraud.settings import Settings
 from schemas import validator
-from stream.labels import TopicRecord, scan_topic
+from stream.labels import TopicRecord, parse_utc, scan_topic
 
 META_COLUMNS = ("transaction_id", "event_time", "model_version", "label", "source")
 LABEL_VALUES = {"fraud": 1, "legit": 0}
@@ -110,12 +110,6 @@ class _Decision:
     position: tuple[int, int]
     model_version: str
     features: Mapping[str, Any]
-
-
-def parse_utc(text: str) -> datetime:
-    """ISO 8601 ('Z' or an offset; naive means UTC) -> aware UTC datetime."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class EventClock:

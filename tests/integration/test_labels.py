@@ -120,6 +120,34 @@ def test_label_publishes_exactly_one_valid_feedback_record(
     assert f"at offset {message.offset}" in result.stdout
 
 
+def test_label_at_a_given_time_and_never_before_the_transaction(
+    stack: Stack, topics: dict[str, str]
+) -> None:
+    """`--at` dates the verdict on the transactions' clock (simulated traffic); a verdict dated
+    before its transaction (event time 2026-03-01T10:00Z here) is refused, nothing published."""
+    feedback = topics["FRAUD_TOPIC_FEEDBACK"]
+    early = fraud_cli(
+        topics, "label", "tx-1", "--fraud", "--analyst", "jane.doe", "--at", "2026-03-01T09:59:59Z"
+    )
+    assert early.returncode == 2
+    assert "is before the transaction's event time 2026-03-01T10:00:00.000Z" in early.stderr
+    assert records_in(stack.bootstrap, feedback) == 0
+
+    result = fraud_cli(
+        topics,
+        "label",
+        "tx-1",
+        "--fraud",
+        "--analyst",
+        "jane.doe",
+        "--at",
+        "2026-03-01T14:00:00+02:00",
+    )
+    assert result.returncode == 0, result.stderr
+    (message,) = scan_topic(stack.bootstrap, feedback, timeout_s=30)
+    assert orjson.loads(message.value)["labelled_at"] == "2026-03-01T12:00:00.000000Z"
+
+
 def test_label_of_an_unknown_transaction_exits_non_zero_and_publishes_nothing(
     stack: Stack, topics: dict[str, str]
 ) -> None:

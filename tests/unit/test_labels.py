@@ -120,6 +120,7 @@ def flat(output: str) -> str:
         (["tx-1", "--legit"], "Missing option"),
         (["tx-1", "--fraud", "--analyst", "a1", "--note", "x" * 2001], "note"),
         (["t" * 65, "--fraud", "--analyst", "a1"], "transaction_id"),
+        (["tx-1", "--fraud", "--analyst", "a1", "--at", "yesterday"], "is not an ISO 8601 time"),
     ],
 )
 def test_label_rejects_bad_arguments_with_exit_code_2(
