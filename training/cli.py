@@ -116,6 +116,20 @@ def _champion_line(decision: Any) -> str:
     return f"{current} (unchanged: gate(s) failed: {failed})"
 
 
+def parse_band(text: str) -> tuple[float, float]:
+    """'0.8,1.25' -> (0.8, 1.25), a band around parity (LOW <= 1 <= HIGH)."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        low = high = float("nan")
+    if not 0 < low <= 1.0 <= high:
+        raise typer.BadParameter(
+            f"expected LOW,HIGH with 0 < LOW <= 1 <= HIGH, got {text!r}",
+            param_hint="--fairness-band",
+        )
+    return low, high
+
+
 def train_command(
     ctx: typer.Context,
     data: Path = typer.Option(
@@ -143,6 +157,14 @@ def train_command(
     max_rejected_share: float = typer.Option(
         0.001, min=0.0, max=1.0, help="Data gate: rejected-row share allowed."
     ),
+    fairness_band: str = typer.Option(
+        None, help="Fairness gate: allowed ratio band between groups, LOW,HIGH (default 0.8,1.25)."
+    ),
+    fairness_min_events: float = typer.Option(
+        None,
+        min=1.0,
+        help="Fairness gate: expected events a group needs to be judged (default 100).",
+    ),
     baseline: bool = typer.Option(True, help="Also train the RandomForest baseline."),
     threads: int = typer.Option(
         1, min=1, help="OpenMP threads for gradient boosting (1 is fastest on a shared machine)."
@@ -159,6 +181,7 @@ def train_command(
     from rich.table import Table
 
     from training import workflow
+    from training.fairness import configured_gate
     from training.model_card import render
     from training.promotion import promote
     from training.split import default_split
@@ -173,6 +196,8 @@ def train_command(
     delay = timedelta(
         days=settings.label_delay_days if label_delay_days is None else label_delay_days
     )
+    band = None if fairness_band is None else parse_band(fairness_band)
+    fairness_gate = configured_gate(band, fairness_min_events)
 
     started = time.perf_counter()
     if not data.is_file() and not simulate:
@@ -225,6 +250,7 @@ def train_command(
             groups,
             seed=seed,
             targets=PolicyTargets(max_alert_rate=max_alert_rate),
+            fairness_gate=fairness_gate,
             split=split,
             with_baseline=baseline,
             threads=threads,

@@ -34,7 +34,7 @@ built this way:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -73,6 +73,18 @@ class FairnessGate:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def configured_gate(
+    band: tuple[float, float] | None = None, min_expected_events: float | None = None
+) -> FairnessGate:
+    """The default gate with the band (min_ratio, max_ratio) and group size given, if any."""
+    gate = FairnessGate()
+    if band is not None:
+        gate = replace(gate, min_ratio=band[0], max_ratio=band[1])
+    if min_expected_events is not None:
+        gate = replace(gate, min_expected_events=min_expected_events)
+    return gate
 
 
 def age_band(birth_year: pd.Series, at: pd.Timestamp) -> pd.Series:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -316,14 +316,9 @@ def _run(settings: Settings, options: RetrainOptions, step: Step) -> RetrainResu
 
 
 def _fairness_gate(options: RetrainOptions) -> Any:
-    from training.fairness import FairnessGate
+    from training.fairness import configured_gate
 
-    gate = FairnessGate()
-    if options.fairness_min_events is not None:
-        gate = replace(gate, min_expected_events=options.fairness_min_events)
-    if options.fairness_band is not None:
-        gate = replace(gate, min_ratio=options.fairness_band[0], max_ratio=options.fairness_band[1])
-    return gate
+    return configured_gate(options.fairness_band, options.fairness_min_events)
 
 
 def _recent_gate(comparison: dict[str, Any], tolerance: float) -> Gate:

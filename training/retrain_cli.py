@@ -17,6 +17,7 @@ from typing import Any
 import typer
 
 from fraud.settings import PROJECT_ROOT, Settings
+from training.cli import parse_band
 
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -45,20 +46,6 @@ def parse_model_params(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key.strip()] = raw
     return params
-
-
-def parse_band(text: str) -> tuple[float, float]:
-    """'0.8,1.25' -> (0.8, 1.25), a band around parity (LOW <= 1 <= HIGH)."""
-    try:
-        low, high = (float(part) for part in text.split(","))
-    except ValueError:
-        low = high = float("nan")
-    if not 0 < low <= 1.0 <= high:
-        raise typer.BadParameter(
-            f"expected LOW,HIGH with 0 < LOW <= 1 <= HIGH, got {text!r}",
-            param_hint="--fairness-band",
-        )
-    return low, high
 
 
 def _console() -> Any:

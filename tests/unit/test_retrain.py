@@ -4,6 +4,7 @@ recent-window comparison, the dataset digest and the CLI's argument parsing."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -279,3 +280,19 @@ def test_fairness_gate_options_change_only_what_they_name() -> None:
     )
     assert (widened.min_expected_events, widened.min_ratio, widened.max_ratio) == (5, 0.1, 10.0)
     assert widened.metric == FairnessGate().metric
+
+
+def test_train_checks_its_fairness_band_before_touching_data(tmp_path: Path) -> None:
+    """`fraud train --fairness-band` is refused (exit 2) before any history is read or made."""
+    from typer.testing import CliRunner
+
+    from fraud.cli import _register_commands, app
+
+    _register_commands()
+    missing = tmp_path / "none.parquet"
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(missing), "--fairness-band", "1.2,1.5", "--no-simulate"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "LOW,HIGH" in result.output
+    assert not missing.exists()
