@@ -133,6 +133,24 @@ def _fairness_section(fairness: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _decline_rule(choice: dict[str, Any]) -> str:
+    target = _pct(choice["targets"]["decline_precision"], 0)
+    confidence = choice["targets"].get("decline_confidence")
+    if confidence is None:
+        return f"lowest score keeping decline precision >= {target}"
+    rule = (
+        f"lowest score whose decline precision is >= {target} with {_pct(confidence, 0)} "
+        "confidence (one-sided Clopper-Pearson lower bound; the observed precision when "
+        "validation holds too few frauds for that)"
+    )
+    return rule + f", here from the {choice.get('decline_rule', 'observed precision')}"
+
+
+def _lower_bound(choice: dict[str, Any]) -> str:
+    bound = choice.get("decline_precision_lower_bound")
+    return "" if bound is None else f" (precision lower bound {_pct(bound)})"
+
+
 def _targets_statement(targets: dict[str, Any]) -> str:
     precision_ok = targets["decline_precision_met"]
     recall_ok = targets["recall_met"]
@@ -305,12 +323,13 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
         "",
         f"- decline if score >= **{choice['thresholds']['decline']:.6g}**; review if score >= "
         f"**{choice['thresholds']['review']:.6g}**; otherwise approve.",
-        f"- Chosen on the validation period: decline = lowest score keeping decline precision >= "
-        f"{_pct(choice['targets']['decline_precision'], 0)}; review = highest score keeping recall "
+        f"- Chosen on the validation period: decline = {_decline_rule(choice)}; "
+        f"review = highest score keeping recall "
         f">= {_pct(choice['targets']['recall'], 0)} unless the alert-rate cap of "
         f"{_pct(choice['targets']['max_alert_rate'], 0)} binds first.",
         f"- On validation: decline precision {_pct(choice['decline_precision'])}, decline recall "
-        f"{_pct(choice['decline_recall'])}, alert recall {_pct(choice['alert_recall'])}, alert rate "
+        f"{_pct(choice['decline_recall'])}{_lower_bound(choice)}, alert recall "
+        f"{_pct(choice['alert_recall'])}, alert rate "
         f"{_pct(choice['alert_rate'], 2)}; alert cap binding: {choice['alert_cap_binds']}.",
     ]
     out += [f"- Note: {note}" for note in choice.get("notes", [])]

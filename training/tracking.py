@@ -116,6 +116,7 @@ def decision_policy(outcome: TrainingOutcome) -> dict[str, Any]:
         ],
         "targets": {
             "decline_precision": choice.targets.decline_precision,
+            "decline_confidence": choice.targets.decline_confidence,
             "recall": choice.targets.recall,
             "max_alert_rate": choice.targets.max_alert_rate,
         },
@@ -274,6 +275,7 @@ def log_training_run(
                 "data.sha256": data.sha256,
                 "features.count": len(names),
                 "policy.decline_precision_target": outcome.config.targets.decline_precision,
+                "policy.decline_confidence": str(outcome.config.targets.decline_confidence),
                 "policy.recall_target": outcome.config.targets.recall,
                 "policy.max_alert_rate": outcome.config.targets.max_alert_rate,
                 **{f"fairness.{k}": v for k, v in outcome.config.fairness_gate.to_dict().items()},
