@@ -148,7 +148,7 @@ def _decline_rule(choice: dict[str, Any]) -> str:
 
 def _lower_bound(choice: dict[str, Any]) -> str:
     bound = choice.get("decline_precision_lower_bound")
-    return "" if bound is None else f" (precision lower bound {_pct(bound)})"
+    return "" if bound is None else f" (lower bound {_pct(bound)})"
 
 
 def _targets_statement(targets: dict[str, Any]) -> str:
@@ -327,8 +327,8 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
         f"review = highest score keeping recall "
         f">= {_pct(choice['targets']['recall'], 0)} unless the alert-rate cap of "
         f"{_pct(choice['targets']['max_alert_rate'], 0)} binds first.",
-        f"- On validation: decline precision {_pct(choice['decline_precision'])}, decline recall "
-        f"{_pct(choice['decline_recall'])}{_lower_bound(choice)}, alert recall "
+        f"- On validation: decline precision {_pct(choice['decline_precision'])}"
+        f"{_lower_bound(choice)}, decline recall {_pct(choice['decline_recall'])}, alert recall "
         f"{_pct(choice['alert_recall'])}, alert rate "
         f"{_pct(choice['alert_rate'], 2)}; alert cap binding: {choice['alert_cap_binds']}.",
     ]
