@@ -116,6 +116,24 @@ def _champion_line(decision: Any) -> str:
     return f"{current} (unchanged: gate(s) failed: {failed})"
 
 
+DECLINE_CONFIDENCE_HELP = (
+    "Confidence that the decline threshold meets the 95% precision target on validation "
+    "(one-sided lower bound); 0 = the observed precision is enough."
+)
+
+
+def decline_confidence(value: float) -> float | None:
+    """The --decline-confidence option: 0 (observed precision) or a level in [0.5, 1)."""
+    if value == 0:
+        return None
+    if not 0.5 <= value < 1:
+        raise typer.BadParameter(
+            f"expected 0 or a confidence in [0.5, 1), got {value}",
+            param_hint="--decline-confidence",
+        )
+    return value
+
+
 def parse_band(text: str) -> tuple[float, float]:
     """'0.8,1.25' -> (0.8, 1.25), a band around parity (LOW <= 1 <= HIGH)."""
     try:
@@ -154,6 +172,9 @@ def train_command(
     validation_days: int = typer.Option(8, min=1, help="Days in the threshold-choice window."),
     warmup_days: int = typer.Option(7, min=0, help="First days only replayed, not trained on."),
     max_alert_rate: float = typer.Option(0.02, min=0.0, max=1.0, help="Alert-rate cap."),
+    decline_confidence_: float = typer.Option(
+        0.95, "--decline-confidence", help=DECLINE_CONFIDENCE_HELP
+    ),
     max_rejected_share: float = typer.Option(
         0.001, min=0.0, max=1.0, help="Data gate: rejected-row share allowed."
     ),
@@ -197,6 +218,7 @@ def train_command(
         days=settings.label_delay_days if label_delay_days is None else label_delay_days
     )
     band = None if fairness_band is None else parse_band(fairness_band)
+    confidence = decline_confidence(decline_confidence_)
     fairness_gate = configured_gate(band, fairness_min_events)
 
     started = time.perf_counter()
@@ -249,7 +271,7 @@ def train_command(
             delay,
             groups,
             seed=seed,
-            targets=PolicyTargets(max_alert_rate=max_alert_rate),
+            targets=PolicyTargets(max_alert_rate=max_alert_rate, decline_confidence=confidence),
             fairness_gate=fairness_gate,
             split=split,
             with_baseline=baseline,
@@ -352,6 +374,9 @@ def backtest_command(
     max_alert_rate: float = typer.Option(
         0.02, min=0.0, max=1.0, help="Alert-rate cap for the thresholds."
     ),
+    decline_confidence_: float = typer.Option(
+        0.95, "--decline-confidence", help=DECLINE_CONFIDENCE_HELP
+    ),
 ) -> None:
     """Train the default pipeline on a window of any history file and score a later window.
 
@@ -364,6 +389,7 @@ def backtest_command(
 
     settings: Settings = ctx.obj
     console = _console()
+    confidence = decline_confidence(decline_confidence_)
     delay = timedelta(
         days=settings.label_delay_days if label_delay_days is None else label_delay_days
     )
@@ -380,7 +406,7 @@ def backtest_command(
             delay,
             groups=None,
             seed=seed,
-            targets=PolicyTargets(max_alert_rate=max_alert_rate),
+            targets=PolicyTargets(max_alert_rate=max_alert_rate, decline_confidence=confidence),
             split=split,
             with_baseline=False,
         )

@@ -88,6 +88,7 @@ class RetrainOptions:
     recent_tolerance: float = 0.0
     history_tolerance: float = 0.02
     max_alert_rate: float = 0.02
+    decline_confidence: float | None = 0.95
     seed: int = 1
     model_params: dict[str, Any] = field(default_factory=dict)
     fairness_min_events: float | None = None
@@ -246,7 +247,9 @@ def _run(settings: Settings, options: RetrainOptions, step: Step) -> RetrainResu
     gate = _fairness_gate(options)
     config = TrainConfig(
         seed=options.seed,
-        targets=PolicyTargets(max_alert_rate=options.max_alert_rate),
+        targets=PolicyTargets(
+            max_alert_rate=options.max_alert_rate, decline_confidence=options.decline_confidence
+        ),
         fairness_gate=gate,
         with_baseline=False,
         overrides={"hist_gradient_boosting": dict(options.model_params)}

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from fraud.settings import PROJECT_ROOT, Settings
-from training.cli import parse_band
+from training.cli import DECLINE_CONFIDENCE_HELP, decline_confidence, parse_band
 
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -224,6 +224,9 @@ def retrain_command(
         help="Allowed drop in average precision vs the champion, history test window.",
     ),
     max_alert_rate: float = typer.Option(0.02, min=0.0, max=1.0, help="Alert-rate cap."),
+    decline_confidence_: float = typer.Option(
+        0.95, "--decline-confidence", help=DECLINE_CONFIDENCE_HELP
+    ),
     seed: int = typer.Option(1, help="Model seed."),
     param: list[str] = typer.Option(
         [], "--param", help="Model hyper-parameter NAME=VALUE (repeatable; recorded with the run)."
@@ -273,6 +276,7 @@ def retrain_command(
         recent_tolerance=tolerance,
         history_tolerance=history_tolerance,
         max_alert_rate=max_alert_rate,
+        decline_confidence=decline_confidence(decline_confidence_),
         seed=seed,
         model_params=parse_model_params(param),
         fairness_min_events=fairness_min_events,

@@ -296,3 +296,27 @@ def test_train_checks_its_fairness_band_before_touching_data(tmp_path: Path) -> 
     assert result.exit_code == 2, result.output
     assert "LOW,HIGH" in result.output
     assert not missing.exists()
+
+
+def test_decline_confidence_option() -> None:
+    from training.cli import decline_confidence
+
+    assert decline_confidence(0) is None  # the observed precision
+    assert decline_confidence(0.9) == 0.9
+    for bad in (0.3, 1.0, 1.5):
+        with pytest.raises(typer.BadParameter, match=r"\[0.5, 1\)"):
+            decline_confidence(bad)
+
+
+@pytest.mark.parametrize("command", ["train", "retrain"])
+def test_a_bad_decline_confidence_is_refused_before_any_work(command: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fraud.cli import _register_commands, app
+
+    _register_commands()
+    missing = tmp_path / "none.parquet"
+    args = [command, "--data", str(missing)]
+    result = CliRunner().invoke(app, [*args, "--decline-confidence", "1.5"])
+    assert result.exit_code == 2, result.output
+    assert "--decline-confidence" in result.output
