@@ -35,10 +35,11 @@ test: setup ## Run every test (unit + integration; starts services when needed)
 test-unit: setup ## Run the tests that need no services
 	$(PY) -m pytest -m "not integration"
 
-lint: setup ## ruff (lint + format check) and mypy on the packages
+lint: setup ## ruff (lint + format check), mypy, and the import contracts (imports only go down)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 simulate: setup ## Write the default simulated history to data/history (5,000 customers, 60 days)
 	$(FRAUD) simulate --customers 5000 --days 60 --seed 1 --out data/history
@@ -71,7 +72,7 @@ bench: services ## End-to-end benchmark: worker throughput and latency vs. the l
 	$(FRAUD) bench
 
 bench-features: setup ## Feature replay speed (training sets) and the Redis store path
-	$(PY) -m training.bench_replay --rows 1000000
+	$(PY) -m bench.features --rows 1000000
 
 bench-simulator: setup ## History generation speed and memory (1 million rows)
-	$(PY) -m simulator.bench
+	$(PY) -m bench.simulator

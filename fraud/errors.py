@@ -9,6 +9,11 @@ class ConfigError(FraudScorerError):
     """A setting is missing or invalid: fix the environment variable or option it names."""
 
 
+class InputError(FraudScorerError):
+    """An input the command was given (a file, a model version, a time window) is missing or
+    wrong: the message names it and what to do; nothing was written."""
+
+
 class ValidationError(FraudScorerError):
     """An event or file row breaks its contract; the message names the field and the rule."""
 

@@ -78,6 +78,15 @@ def _field_name(exc: fastjsonschema.JsonSchemaValueException) -> str:
     return ".".join(path) or "<record>"
 
 
+def history_columns(version: str = CURRENT_VERSION) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(required, optional) columns of a history file, in contract order: the transaction's
+    fields, then the label's. Required are those a file must have (`x-file-required`)."""
+    row = load_schema("history_row", version)
+    names = (*load_schema("transaction", version)["properties"], *row["properties"])
+    required = tuple(row["x-file-required"])
+    return tuple(n for n in names if n in required), tuple(n for n in names if n not in required)
+
+
 def validate(kind: str, record: Any, version: str = CURRENT_VERSION) -> Any:
     """Validate one record against `kind`; convenience for cold paths."""
     return validator(kind, version)(record)

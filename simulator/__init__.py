@@ -2,9 +2,7 @@
 
 Public API (everything else is internal):
 
-    from simulator.bank import Bank
-    from simulator.live import LiveTraffic
-    from simulator.history import write_history
+    from simulator import Bank, LiveTraffic, write_history
 
     bank = Bank.build(customers=5000, seed=1)          # same arguments, same bank
     manifest = write_history(Path("data/history"), customers=5000, days=60, seed=1)
@@ -29,3 +27,19 @@ Public API (everything else is internal):
 Scenarios: card_testing, account_takeover, compromised_terminal, high_amount,
 impossible_travel, mimicry (history defaults) and atm_cashout (held back for drift).
 """
+
+from simulator.bank import Bank
+from simulator.history import write_history
+from simulator.live import LiveTraffic
+from simulator.malformed import MALFORMED_KINDS, malform
+from simulator.produce import ProduceReport, produce_live
+
+__all__ = [
+    "MALFORMED_KINDS",
+    "Bank",
+    "LiveTraffic",
+    "ProduceReport",
+    "malform",
+    "produce_live",
+    "write_history",
+]

@@ -43,9 +43,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 
 from fraud.errors import ConfigError, FraudScorerError
 from fraud.settings import Settings
+from fraud.times import epoch_seconds
 from schemas import validator
+from stream.feedback import CHARGEBACK_ANALYST, build_label, partitions_of
 from stream.kafka_io import make_consumer, make_producer
-from stream.labels import CHARGEBACK_ANALYST, build_label, partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,6 @@ def seeded_draw(seed: int) -> Draw:
         return int.from_bytes(digest.digest(), "big") / 2**64
 
     return draw
-
-
-def epoch_seconds(timestamp: str) -> float:
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def review_due_at(alert: Mapping[str, Any], config: AnalystConfig) -> float:

@@ -133,7 +133,7 @@ def device_token(token: np.uint64 | int) -> str:
 
     The hyphens keep digit runs to four at most: unbroken, the hex of one token in a few
     thousand holds a 13-19 digit run, which the worker's edge would take for a card number
-    whenever it passes the Luhn check (see stream.pan)."""
+    whenever it passes the Luhn check (see stream.edge.pan)."""
     digits = f"{int(token):016x}"
     return f"dev-{digits[:4]}-{digits[4:8]}-{digits[8:12]}-{digits[12:]}"
 

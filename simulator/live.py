@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from fraud.times import iso_utc
 from simulator.bank import Bank
 from simulator.defaults import LIVE_START
 from simulator.engine import Engine
@@ -40,8 +41,7 @@ Event = dict[str, Any]
 
 def iso_timestamp(now: float) -> str:
     """Epoch seconds -> '2026-01-01T12:00:00.123Z' (UTC, milliseconds)."""
-    moment = dt.datetime.fromtimestamp(now, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return iso_utc(dt.datetime.fromtimestamp(now, tz=dt.UTC), "milliseconds")
 
 
 def utc_moment(start: dt.date | dt.datetime) -> dt.datetime:

@@ -17,18 +17,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from schemas import load_schema
+from stream.edge import luhn_check_digit
+
 MALFORMED_KINDS = ("invalid_json", "missing_field", "bad_value", "card_number")
-REQUIRED_FIELDS = (
-    "transaction_id",
-    "timestamp",
-    "card_id",
-    "customer_id",
-    "terminal_id",
-    "merchant_category",
-    "channel",
-    "amount",
-    "currency",
-)
+REQUIRED_FIELDS = tuple(load_schema("transaction")["required"])
 # (field, forbidden value): each breaks exactly one rule of schemas/v1/transaction.json.
 BAD_VALUES: tuple[tuple[str, Any], ...] = (
     ("amount", -12.5),
@@ -40,21 +33,6 @@ BAD_VALUES: tuple[tuple[str, Any], ...] = (
     ("currency", "euro"),
     ("country", "France"),
 )
-
-
-def luhn_check_digit(digits: str) -> str:
-    """The digit that makes `digits + check` pass the Luhn test."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 0:  # these are doubled once the check digit is appended
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return str((10 - total % 10) % 10)
-
-
-def luhn_valid(number: str) -> bool:
-    return number.isdigit() and luhn_check_digit(number[:-1]) == number[-1]
 
 
 def card_number(rng: np.random.Generator) -> str:

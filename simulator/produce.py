@@ -11,7 +11,6 @@ up with a larger batch instead of lowering the rate.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,11 +19,10 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message
 
-from fraud.errors import ServiceUnavailableError
 from simulator.bank import derived_rng
 from simulator.live import LiveTraffic
 from simulator.malformed import MALFORMED_KINDS, malform
-from stream.kafka_io import ensure_topics, make_producer, wait_for_broker
+from stream.kafka_io import check_reachable, ensure_topics, make_producer, wait_for_broker
 
 log = logging.getLogger(__name__)
 MAX_BATCH_SECONDS = 0.02  # at most this much of the schedule is generated in one go
@@ -93,22 +91,6 @@ class _Deliveries:
                 log.error("delivery to %s failed: %s", message.topic(), err)
         elif message.topic() == self.topic:
             self.delivered += 1
-
-
-def check_reachable(bootstrap: str, timeout_s: float) -> None:
-    """Fail fast, with one clear message, when no bootstrap address accepts a connection."""
-    failures = []
-    for address in bootstrap.split(","):
-        host, _, port = address.strip().rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout_s):
-                return
-        except (OSError, ValueError) as exc:
-            failures.append(f"{address.strip()}: {exc}")
-    raise ServiceUnavailableError(
-        f"no Kafka broker reachable at {bootstrap} ({'; '.join(failures)}); "
-        "start one with `make services` or set KAFKA_BOOTSTRAP_SERVERS / --bootstrap"
-    )
 
 
 def produce_live(

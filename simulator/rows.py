@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas import load_schema
 from simulator import catalog as cat
 from simulator.bank import Bank
 
@@ -27,26 +28,23 @@ SCENARIO_NAMES = (
 )
 GENUINE = 0  # scenario code of genuine rows; fraud rows carry 1 + index in SCENARIO_NAMES
 
+
+def _arrow_type(name: str, spec: dict[str, Any]) -> pa.DataType:
+    """The Parquet column type of a history field, from its JSON Schema type."""
+    if name == "timestamp":
+        return pa.timestamp("us", tz="UTC")
+    kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    kind = next(k for k in kinds if k != "null")
+    return {"string": pa.string(), "number": pa.float64(), "integer": pa.int64()}[kind]
+
+
+def _history_fields() -> dict[str, dict[str, Any]]:
+    return {**load_schema("transaction")["properties"], **load_schema("history_row")["properties"]}
+
+
+# The history file's columns and types, in the contract's order (schemas/v1/history_row.json).
 HISTORY_SCHEMA = pa.schema(
-    [
-        ("transaction_id", pa.string()),
-        ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("card_id", pa.string()),
-        ("customer_id", pa.string()),
-        ("terminal_id", pa.string()),
-        ("merchant_category", pa.string()),
-        ("channel", pa.string()),
-        ("amount", pa.float64()),
-        ("currency", pa.string()),
-        ("terminal_lat", pa.float64()),
-        ("terminal_lon", pa.float64()),
-        ("customer_lat", pa.float64()),
-        ("customer_lon", pa.float64()),
-        ("device_id", pa.string()),
-        ("country", pa.string()),
-        ("is_fraud", pa.int64()),
-        ("fraud_scenario", pa.string()),
-    ]
+    [(name, _arrow_type(name, spec)) for name, spec in _history_fields().items()]
 )
 CUSTOMER_SCHEMA = pa.schema(
     [
@@ -116,7 +114,9 @@ def history_table(rows: Rows, bank: Bank, first_number: int) -> pa.Table:
     return pa.Table.from_arrays(
         [
             pc.binary_join_element_wise("tx-", ids, ""),
-            pa.array(rows.time * 1_000_000, pa.int64()).cast(HISTORY_SCHEMA.field(1).type),
+            pa.array(rows.time * 1_000_000, pa.int64()).cast(
+                HISTORY_SCHEMA.field("timestamp").type
+            ),
             bank.card_ids.take(rows.card),
             bank.customer_ids.take(customer),
             bank.terminal_ids.take(terminal),

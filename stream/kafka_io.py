@@ -7,6 +7,7 @@ and librdkafka's error callbacks go to the logger instead of stderr.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -49,6 +50,22 @@ def make_admin(bootstrap: str) -> AdminClient:
     return AdminClient(_config(bootstrap, None))
 
 
+def check_reachable(bootstrap: str, timeout_s: float) -> None:
+    """Fail fast, with one clear message, when no bootstrap address accepts a connection."""
+    failures = []
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout_s):
+                return
+        except (OSError, ValueError) as exc:
+            failures.append(f"{address.strip()}: {exc}")
+    raise ServiceUnavailableError(
+        f"no Kafka broker reachable at {bootstrap} ({'; '.join(failures)}); "
+        "start one with `make services` or set KAFKA_BOOTSTRAP_SERVERS / --bootstrap"
+    )
+
+
 def wait_for_broker(bootstrap: str, timeout_s: float = 10.0) -> AdminClient:
     """An admin client whose broker answered, or ServiceUnavailableError after `timeout_s`."""
     admin = make_admin(bootstrap)
@@ -65,6 +82,13 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 10.0) -> AdminClient:
         f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f} s ({last}); "
         "start one with `make services` or set KAFKA_BOOTSTRAP_SERVERS"
     )
+
+
+def require_broker(bootstrap: str, timeout_s: float = 10.0) -> AdminClient:
+    """For commands that need Kafka now: fail at once when nothing listens at `bootstrap`, and
+    within `timeout_s` when something listens but no broker answers (ServiceUnavailableError)."""
+    check_reachable(bootstrap, timeout_s=min(timeout_s, 5.0))
+    return wait_for_broker(bootstrap, timeout_s)
 
 
 def ensure_topics(

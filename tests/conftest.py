@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.stack import Stack, test_stack
+from tests.support.stack import Stack, test_stack
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The steps of `fraud train` and `fraud backtest`, each returning a JSON-able result.
 
-The CLI (training/cli.py) shows progress and tables; the steps here do the work and say what
+The CLI (fraud/cli/train.py) shows progress and tables; the steps here do the work and say what
 they did. Every step's result is also written to `<results_dir>/<step>.json`.
 """
 
@@ -17,17 +17,25 @@ import numpy as np
 import pandas as pd
 
 from fraud.errors import ValidationError
-from training.dataset import FeatureSpec, feature_spec, labelled_features
-from training.fairness import FairnessGate, attach_groups
-from training.history import customers_path_for, read_customers, read_history
-from training.pipeline import TrainConfig, TrainingOutcome, train_on_split
+from training.data import (
+    DAY,
+    FeatureSpec,
+    TimeSplit,
+    ValidatedHistory,
+    backtest_split,
+    customers_path_for,
+    default_split,
+    feature_spec,
+    labelled_features,
+    read_customers,
+    read_history,
+    validate_customers,
+    validate_history,
+)
+from training.evaluation import FairnessGate, attach_groups
+from training.model import PolicyTargets, TrainConfig, TrainingOutcome, train_on_split
 from training.results import write_json
-from training.split import DAY, TimeSplit, backtest_split, default_split
-from training.thresholds import PolicyTargets
-from training.validation import ValidatedHistory, validate_customers, validate_history
 
-DEFAULT_CUSTOMERS = 5000
-DEFAULT_DAYS = 60
 DEFAULT_SEED = 1
 
 
@@ -43,30 +51,6 @@ class StepLog:
         self.results[step] = result
         write_json(self.folder / f"{step}.json", result)
         return result
-
-
-def ensure_history(
-    history_path: Path,
-    customers: int = DEFAULT_CUSTOMERS,
-    days: int = DEFAULT_DAYS,
-    seed: int = DEFAULT_SEED,
-    on_day: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Simulate the default history into the history's folder when the file is missing."""
-    if history_path.is_file():
-        return {"simulated": False, "path": str(history_path)}
-    from simulator.history import write_history
-
-    manifest = write_history(
-        history_path.parent, customers=customers, days=days, seed=seed, on_day=on_day
-    )
-    if not history_path.is_file():
-        raise ValidationError(
-            f"the simulator wrote {history_path.parent} but not {history_path.name}",
-            field="data",
-            rule="exists",
-        )
-    return {"simulated": True, "path": str(history_path), "manifest": manifest}
 
 
 def load_and_validate(
@@ -163,6 +147,17 @@ def backtest_window_split(
         parse_day(test_from, "--test-from"),
         parse_day(test_to, "--test-to") + DAY,
     )
+    for (first, first_text), (last, last_text) in (
+        (("--train-from", train_from), ("--train-to", train_to)),
+        (("--test-from", test_from), ("--test-to", test_to)),
+    ):
+        if parse_day(last_text, last) < parse_day(first_text, first):
+            raise ValidationError(
+                f"{last} {last_text} is before {first} {first_text}: the window is reversed; "
+                "give its first day, then its last",
+                field=last.removeprefix("--").replace("-", "_"),
+                rule="order",
+            )
     if test_start - train_end < pd.Timedelta(label_delay):
         raise ValidationError(
             f"--test-from {test_from} is less than the label delay ({label_delay.days} days) "
@@ -197,7 +192,6 @@ __all__ = [
     "backtest_window_split",
     "build_features",
     "customers_path_for",
-    "ensure_history",
     "load_and_validate",
     "load_groups",
     "parse_day",

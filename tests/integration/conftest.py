@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from fraud.settings import Settings
-from tests.integration.worker_support import RedisServer
-from tests.processes import Proc, fraud_command, free_port, running, wait_healthy
-from tests.stack import ROOT, Stack
+from tests.support.processes import Proc, fraud_command, free_port, running, wait_healthy
+from tests.support.stack import ROOT, Stack
+from tests.support.worker import RedisServer
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 def train_champion(base: Path, seed: int = 5, extra: tuple[str, ...] = ()) -> Champion:
     """Simulate a small bank, train on it and make sure a champion exists (forced if gates fail)."""
-    from training.registry import open_store, version_at_alias
+    from stream.scoring import open_store, version_at_alias
 
     state = base / "state"
     env = {"FRAUD_STATE_DIR": str(state), "MLFLOW_TRACKING_URI": store_uri(state)}
@@ -134,7 +134,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
 
 
 def _kept_champion(base: Path) -> Champion:
-    from training.registry import open_store, version_at_alias
+    from stream.scoring import open_store, version_at_alias
 
     state = base / "state"
     if (state / "mlflow" / "mlflow.db").exists():

@@ -17,9 +17,9 @@ import pytest
 from fraud.settings import Settings, TopicNames
 from schemas import validator
 from simulator.analyst import AnalystConfig, run_analyst
+from stream.feedback import scan_topic
 from stream.kafka_io import make_producer
-from stream.labels import scan_topic
-from tests.stack import ROOT, Stack
+from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,15 @@ def test_analyst_command_labels_alerts_and_sends_chargebacks(settings: Settings)
     }
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "fraud.cli", "analyst", "--from-beginning", "--duration", "3"),
+            *(
+                sys.executable,
+                "-m",
+                "fraud.cli",
+                "analyst",
+                "--from-beginning",
+                "--duration",
+                "3",
+            ),
             *("--review-delay", "1", "--chargeback-delay", "2", "--error-rate", "0"),
             *("--daily-capacity", "0", "--analysts", "ann,bob"),
         ],

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from demo.run import start_at_the_end
 from fraud.settings import Settings, TopicNames
-from stream.demo import start_at_the_end
 from stream.kafka_io import make_consumer, make_producer
 
 pytestmark = pytest.mark.integration

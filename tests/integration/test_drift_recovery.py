@@ -28,10 +28,10 @@ from simulator.analyst import AnalystConfig, run_analyst
 from simulator.bank import Bank
 from simulator.live import LiveTraffic
 from simulator.produce import produce_live
-from stream.labels import scan_topic
-from tests.integration.worker_support import scrape, wait_until
-from tests.processes import fraud_command
-from tests.stack import ROOT
+from stream.feedback import scan_topic
+from tests.support.processes import fraud_command
+from tests.support.stack import ROOT
+from tests.support.worker import scrape, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -74,7 +74,7 @@ def later_events(settings: Settings, first: int) -> pd.DataFrame:
 
 
 def recall_figures(settings: Settings, version: str, events: pd.DataFrame) -> dict[str, float]:
-    from training.registry import load_model_version
+    from stream.scoring import load_model_version
 
     model = load_model_version(settings, version=version)
     scores = model.predict_scores(events)
@@ -156,7 +156,7 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
             output = " ".join((result.stdout + result.stderr).split())
             assert result.returncode == 0, output[-4000:]
             assert "@champion -> v" in output
-            from training.registry import open_store, version_at_alias
+            from stream.scoring import open_store, version_at_alias
 
             new = str(
                 version_at_alias(open_store(settings), settings.model_name, "champion").version

@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 import redis
 
+from bench.features import history_events, synthetic_history
 from fraud.errors import ConfigError
-from stream.feature_store import InMemoryFeatureStore, RedisFeatureStore, state_ttl
-from stream.features import FEATURE_NAMES
-from training.bench_replay import history_events, synthetic_history
-from training.replay import replay_features
+from stream.features import FEATURE_NAMES, InMemoryFeatureStore, RedisFeatureStore, state_ttl
+from training.data import replay_features
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ from confluent_kafka import TopicPartition
 from fraud.errors import ConfigError
 from fraud.settings import Settings, TopicNames
 from schemas import validator
+from stream.feedback import find_decision, scan_topic
 from stream.kafka_io import make_consumer, make_producer
-from stream.labels import find_decision, scan_topic
-from tests.stack import ROOT, Stack
-from training.feedback import load_labelled_set
+from tests.support.stack import ROOT, Stack
+from training.retrain import load_labelled_set
 
 pytestmark = pytest.mark.integration
 

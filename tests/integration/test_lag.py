@@ -22,11 +22,10 @@ from confluent_kafka import Producer, TopicPartition
 from typer.testing import CliRunner
 
 from stream.kafka_io import make_consumer, make_producer
-from stream.lag import GroupLag, LagRules, PartitionLag, Status
-from stream.lag_monitor import LagMonitor
-from tests.integration.worker_support import BackgroundTraffic, group_assignment, wait_until
-from tests.processes import Proc
-from tests.stack import ROOT, Stack, kafka_version
+from stream.monitoring import GroupLag, LagMonitor, LagRules, PartitionLag, Status
+from tests.support.processes import Proc
+from tests.support.stack import ROOT, Stack, kafka_version
+from tests.support.worker import BackgroundTraffic, group_assignment, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +175,7 @@ def test_statuses_follow_the_commits(stack: Stack, topic_factory: Callable[..., 
 def test_cli_reports_json_for_a_group(
     stack: Stack, topic_factory: Callable[..., str], unique_name, monkeypatch
 ):
-    from fraud.cli import _register_commands, app
+    from fraud.cli.main import _register_commands, app
 
     topic = topic_factory("lag-cli", partitions=2)
     producer = make_producer(stack.bootstrap)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from fraud.settings import Settings
 from stream.kafka_io import make_producer
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,8 @@ REFERENCE = {
 
 def register_version_with_reference(state_dir: Path) -> str:
     """A registered `fraud-detector` version whose run carries reference_distribution.json."""
-    from training.registry import ensure_experiment, open_store
+    from stream.scoring import open_store
+    from training.governance import ensure_experiment
 
     settings = Settings(state_dir=state_dir)
     client = open_store(settings)
@@ -104,7 +105,7 @@ def test_one_shot_report_joins_labels_and_measures_drift(
         "FRAUD_TOPIC_FEEDBACK": feedback,
     }.items():
         monkeypatch.setenv(name, value)
-    from fraud.cli import _register_commands, app
+    from fraud.cli.main import _register_commands, app
 
     _register_commands()
     runner = CliRunner()

@@ -17,9 +17,9 @@ import pytest
 
 from fraud.errors import ValidationError
 from schemas import validator
-from simulator.malformed import luhn_valid
+from stream.edge import luhn_valid
 from stream.kafka_io import make_consumer
-from tests.stack import ROOT, Stack
+from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 

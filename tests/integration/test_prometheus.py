@@ -24,14 +24,20 @@ from confluent_kafka import TopicPartition
 from prometheus_client import start_http_server
 
 from fraud.settings import Settings, TopicNames
-from stream.drift import parse_reference
 from stream.kafka_io import make_consumer, make_producer
-from stream.lag import LagRules
-from stream.lag_monitor import LagMetrics, LagMonitor, run_exporter
-from stream.monitor import LabelJoin, ModelMonitor
-from stream.monitor_service import MonitorMetrics, MonitorService
-from tests.processes import free_port
-from tests.stack import ROOT, Stack
+from stream.monitoring import (
+    LabelJoin,
+    LagMetrics,
+    LagMonitor,
+    LagRules,
+    ModelMonitor,
+    MonitorMetrics,
+    MonitorService,
+    parse_reference,
+    run_exporter,
+)
+from tests.support.processes import free_port
+from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ import orjson
 import pandas as pd
 import pytest
 
+from stream.feedback import build_label
 from stream.kafka_io import make_producer
-from stream.labels import build_label
 from tests.integration.conftest import Champion
-from tests.processes import fraud_command, free_port
-from tests.stack import ROOT, Stack
+from tests.support.processes import fraud_command, free_port
+from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def iso(moment: pd.Timestamp) -> str:
 
 def registry_state(champion: Champion) -> tuple[str | None, list[str]]:
     """(version at @champion, every registered version)."""
-    from training.registry import open_store, version_at_alias
+    from stream.scoring import open_store, version_at_alias
 
     settings = champion.settings()
     client = open_store(settings)
@@ -147,8 +147,8 @@ def test_a_worse_challenger_is_registered_refused_and_the_champion_stays(
 ) -> None:
     """Analysts who got the older labels backwards: the challenger learns the inverse of fraud
     and loses to the champion on the recent labelled window, which was labelled correctly."""
-    from training.registry import open_store
-    from training.tracking import read_test_window
+    from stream.scoring import open_store
+    from training.governance import read_test_window
 
     settings = private_champion.settings()
     client = open_store(settings)

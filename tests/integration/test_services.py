@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stream.kafka_io import make_consumer, make_producer
-from tests.stack import Stack, kafka_version
+from tests.support.stack import Stack, kafka_version
 
 pytestmark = pytest.mark.integration
 

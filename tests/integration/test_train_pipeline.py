@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.processes import fraud_command
-from tests.stack import ROOT
+from tests.support.processes import fraud_command
+from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -76,9 +76,8 @@ def test_train_writes_every_step_and_a_card(trained):
 
 def test_a_much_larger_amount_than_the_card_usually_spends_raises_the_score(trained):
     from fraud.settings import Settings
-    from training.dataset import feature_spec, labelled_features
-    from training.history import read_history
-    from training.registry import load_model_version
+    from stream.scoring import load_model_version
+    from training.data import feature_spec, labelled_features, read_history
 
     model = load_model_version(Settings(state_dir=trained["state"]), alias=None, version="1")
     history = read_history(trained["history"] / "transactions.parquet")

@@ -13,10 +13,15 @@ import pandas as pd
 import pytest
 
 from fraud.settings import Settings
-from stream.feature_store import InMemoryFeatureStore, RedisFeatureStore
-from stream.warm import history_events, history_labels, warm_store
+from stream.features import (
+    InMemoryFeatureStore,
+    RedisFeatureStore,
+    history_events,
+    history_labels,
+    warm_store,
+)
 from tests.integration.test_worker_failover import _state
-from training.history import read_history
+from training.data import read_history
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +39,11 @@ def test_warm_store_loads_the_last_days_once_and_matches_an_in_memory_replay(
     window = history[history["timestamp"] > history["timestamp"].max() - pd.Timedelta(days=DAYS)]
     window = window.sort_values(["timestamp", "transaction_id"], kind="stable")
     try:
-        report = warm_store(settings, path, DAYS, batch=500)
+        report = warm_store(settings, history, DAYS, batch=500)
         assert report.transactions == len(window)
         assert report.labels == int(window["is_fraud"].sum()) > 0
         state = _state(redis_client, store)
-        again = warm_store(settings, path, DAYS, batch=500)
+        again = warm_store(settings, history, DAYS, batch=500)
         assert again.transactions == len(window)
         assert _state(redis_client, store) == state, "a second run changed the store"
 

@@ -18,9 +18,8 @@ import orjson
 import pytest
 
 from stream.kafka_io import ensure_topics
-from stream.metrics import ScorerMetrics
-from stream.output import BatchProducer
-from tests.integration.worker_support import (
+from stream.worker import BatchProducer, ScorerMetrics
+from tests.support.worker import (
     BackgroundTraffic,
     KafkaBroker,
     produce,

@@ -23,14 +23,14 @@ import pytest
 
 from schemas import validator
 from stream.edge import Admitted, Source, admit
-from stream.feature_store import RedisFeatureStore
-from tests.integration.worker_support import (
+from stream.features import RedisFeatureStore
+from tests.support.processes import wait_healthy
+from tests.support.worker import (
     BackgroundTraffic,
     group_assignment,
     scrape,
     wait_until,
 )
-from tests.processes import wait_healthy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,10 +17,10 @@ import pytest
 from simulator.bank import Bank
 from simulator.live import LiveTraffic
 from simulator.malformed import card_number
-from stream.feature_encoding import string_key
+from stream.edge import mask
+from stream.features import string_key
 from stream.kafka_io import make_producer
-from stream.pan import mask
-from tests.integration.worker_support import luhn_runs, scrape, wait_until
+from tests.support.worker import luhn_runs, scrape, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from tests.integration.worker_support import BackgroundTraffic, scrape, wait_until
+from tests.support.worker import BackgroundTraffic, scrape, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

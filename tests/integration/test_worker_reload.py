@@ -10,14 +10,14 @@ import orjson
 import pytest
 
 from tests.integration.conftest import Champion
-from tests.integration.worker_support import BackgroundTraffic, scrape, wait_until
+from tests.support.worker import BackgroundTraffic, scrape, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _register_again(champion: Champion) -> str:
     """The champion's artifact registered as a new version (same model, thresholds, features)."""
-    from training.registry import open_store
+    from stream.scoring import open_store
 
     settings = champion.settings()
     client = open_store(settings)
@@ -37,7 +37,7 @@ def _register_again(champion: Champion) -> str:
 def _move_champion(champion: Champion, version: str) -> None:
     """What a forced `fraud promote` ends with, minus its gate checks (they score the whole
     test window with both models: tens of seconds on a busy two-core machine)."""
-    from training.registry import CHAMPION, open_store
+    from stream.scoring import CHAMPION, open_store
 
     settings = champion.settings()
     open_store(settings).set_registered_model_alias(settings.model_name, CHAMPION, version)
@@ -95,9 +95,8 @@ def test_a_version_needing_features_the_stream_lacks_is_refused(private_champion
     import json
 
     from fraud.errors import ModelNotFoundError
-    from stream.metrics import ScorerMetrics
-    from stream.model import ModelHolder
-    from training.registry import open_store
+    from stream.scoring import open_store
+    from stream.worker import ModelHolder, ScorerMetrics
 
     settings = private_champion.settings()
     holder = ModelHolder(settings, ScorerMetrics())

@@ -1,0 +1,102 @@
+"""`fraud bench`: the end-to-end benchmark of one scoring worker (see bench/run.py)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from fraud.settings import PROJECT_ROOT, Settings
+
+
+def bench(
+    ctx: typer.Context,
+    events: int = typer.Option(100_000, help="Events pre-loaded for the saturation run."),
+    rates: str = typer.Option("1000,2000,5000", help="Offered rates in tx/s, comma-separated."),
+    duration: float = typer.Option(15.0, help="Seconds of paced sending per rate."),
+    warmup: float = typer.Option(3.0, help="Seconds at the lowest rate before the fixed rates."),
+    saturation_timeout: float = typer.Option(
+        45.0, help="Most seconds of the saturation run after its first decision."
+    ),
+    drain_timeout: float = typer.Option(
+        10.0, help="Most seconds to wait for a fixed-rate run's backlog after sending."
+    ),
+    customers: int = typer.Option(5_000, help="Customers of the simulated bank."),
+    seed: int = typer.Option(1, help="Seed of the simulated bank and its traffic."),
+    partitions: int = typer.Option(4, help="Partitions of each benchmark topic."),
+    batch_size: int = typer.Option(
+        None, help="Worker micro-batch size (default: FRAUD_BATCH_SIZE or 500)."
+    ),
+    env: list[str] = typer.Option(
+        [],
+        "--env",
+        help="NAME=VALUE added to the environment of the worker and the HTTP server "
+        "(repeatable), e.g. --env OMP_NUM_THREADS=1.",
+    ),
+    state_dir: Path = typer.Option(
+        None,
+        help="State folder whose MLflow store has a champion to reuse (trained there if none); "
+        "default: a private temporary one with a small champion trained for the run.",
+    ),
+    out: Path = typer.Option(PROJECT_ROOT / "bench-results", help="Folder of the results JSON."),
+    baselines: bool = typer.Option(True, help="Also measure the HTTP and bare-loop baselines."),
+    http_requests: int = typer.Option(20_000, help="Most requests of the HTTP baseline."),
+    http_seconds: float = typer.Option(15.0, help="Most seconds of the HTTP baseline."),
+    http_clients: int = typer.Option(2, help="Keep-alive client connections (= server threads)."),
+    http_features: str = typer.Option(
+        "memory", help="HTTP baseline features: memory (in-process history) or none."
+    ),
+    profile: bool = typer.Option(
+        False, help="Also run a worker under cProfile (every thread) and show where time goes."
+    ),
+    profile_top: int = typer.Option(25, help="Rows of the profile tables."),
+) -> None:
+    """Measure one worker end to end on the running Kafka and Redis (needs `make services`).
+
+    Saturation decisions/s over pre-loaded events, latency p50/p95/p99 at fixed offered rates,
+    and in the same run two baselines: one-request-per-transaction HTTP scoring and a bare
+    Kafka consume/produce loop. Prints tables and writes bench-results/bench-<run>.json.
+    """
+    import sys
+
+    from rich.console import Console
+
+    from bench.context import BenchOptions, parse_env, parse_rates
+    from bench.report import render
+    from bench.run import run_bench, write_results
+
+    settings: Settings = ctx.obj
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
+    options = BenchOptions(
+        events=events,
+        rates=parse_rates(rates),
+        duration_s=duration,
+        warmup_s=warmup,
+        saturation_timeout_s=saturation_timeout,
+        drain_timeout_s=drain_timeout,
+        customers=customers,
+        seed=seed,
+        partitions=partitions,
+        batch_size=batch_size,
+        env=parse_env(env),
+        state_dir=state_dir,
+        out_dir=out,
+        baselines=baselines,
+        http_requests=http_requests,
+        http_seconds=http_seconds,
+        http_clients=http_clients,
+        http_features=http_features,
+        profile=profile,
+        profile_top=profile_top,
+    )
+    # Piped output (make, CI logs) would otherwise be cut to 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    run = run_bench(settings, options, console)
+    path = write_results(run, out)
+    render(run.document(), console)
+    console.print(f"results: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(bench)

@@ -1,0 +1,83 @@
+"""The one feature definition, shared by the stream and training, and the stores that keep its
+state.
+
+    store = RedisFeatureStore(
+        redis.Redis.from_url(settings.redis_url),
+        settings.redis_prefix,
+        label_delay=timedelta(days=settings.label_delay_days),  # the model's training delay
+    )
+    features = store.process_batch(events)   # one dict per event, FEATURE_NAMES keys
+    store.apply_labels(feedback)             # analyst labels -> terminal fraud rates
+    store.default_features(event)            # no history: degraded mode when Redis is down
+
+`definition` names the features and computes them with the compiled `kernels` over the columns
+`encoding` builds; `store` holds the batch logic both stores share (`memory_store`,
+`redis_store`); `warm` loads a store from the history before live traffic starts.
+"""
+
+from stream.features import definition
+from stream.features.definition import (
+    CARD_FEATURES,
+    CATEGORICAL_FEATURES,
+    EVENT_FEATURES,
+    FEATURE_NAMES,
+    PROTECTED_ATTRIBUTES,
+    TERMINAL_FEATURES,
+    TERMINAL_WINDOWS,
+    CardSequence,
+    card_features_grouped,
+    event_features,
+    features_without_history,
+    terminal_features_grouped,
+)
+from stream.features.encoding import (
+    UNKNOWN_CODE,
+    EventColumns,
+    FloatArray,
+    IntArray,
+    channel_code,
+    merchant_category_group_code,
+    string_key,
+    timestamp_us,
+)
+from stream.features.kernels import EARTH_RADIUS_KM, MAX_CARD_HISTORY
+from stream.features.memory_store import InMemoryFeatureStore, default_features
+from stream.features.redis_store import RedisFeatureStore
+from stream.features.store import DEFAULT_LABEL_DELAY, FeatureStore, state_ttl
+from stream.features.warm import WarmReport, history_events, history_labels, warm_store
+
+__all__ = [
+    "CARD_FEATURES",
+    "CATEGORICAL_FEATURES",
+    "DEFAULT_LABEL_DELAY",
+    "EARTH_RADIUS_KM",
+    "EVENT_FEATURES",
+    "FEATURE_NAMES",
+    "MAX_CARD_HISTORY",
+    "PROTECTED_ATTRIBUTES",
+    "TERMINAL_FEATURES",
+    "TERMINAL_WINDOWS",
+    "UNKNOWN_CODE",
+    "CardSequence",
+    "EventColumns",
+    "FeatureStore",
+    "FloatArray",
+    "InMemoryFeatureStore",
+    "IntArray",
+    "RedisFeatureStore",
+    "WarmReport",
+    "card_features_grouped",
+    "channel_code",
+    "default_features",
+    "definition",
+    "event_features",
+    "features_without_history",
+    "history_events",
+    "history_labels",
+    "merchant_category_group_code",
+    "state_ttl",
+    "string_key",
+    "terminal_features_grouped",
+    "timestamp_us",
+    "warm_store",
+]

@@ -1,0 +1,182 @@
+"""Compiled feature kernels: the math of every stateful feature, shared by stream and training.
+
+Plain loops over numpy arrays, compiled by numba (cached on disk, compiled on first call, never
+at import). Callers go through the wrappers in stream/features/definition.py; see its docstring for the
+conventions (microsecond time, half-open windows, lookback limits, NaN for missing).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+US_PER_SECOND = 1_000_000
+HOUR_US = 3600 * US_PER_SECOND
+DAY_US = 24 * HOUR_US
+CARD_WINDOW_US = (HOUR_US, DAY_US, 7 * DAY_US, 30 * DAY_US)
+TERMINAL_WINDOW_US = (DAY_US, 7 * DAY_US, 28 * DAY_US)
+CARD_LOOKBACK_US = CARD_WINDOW_US[-1]
+DAY_WINDOW = CARD_WINDOW_US.index(DAY_US)  # distinct terminals/countries look back one day
+TERMINAL_LOOKBACK_US = TERMINAL_WINDOW_US[-1]
+# Bounds the state of a runaway card; its windows then cover its latest MAX_CARD_HISTORY events.
+MAX_CARD_HISTORY = 1000
+NIGHT_END_HOUR = 6  # 00:00-05:59 UTC counts as night
+EARTH_RADIUS_KM = 6371.0088
+
+
+@njit(cache=True)
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    if math.isnan(lat1) or math.isnan(lon1) or math.isnan(lat2) or math.isnan(lon2):
+        return math.nan
+    phi1 = math.radians(lat1)
+    phi2 = math.radians(lat2)
+    half_dphi = (phi2 - phi1) / 2.0
+    half_dlambda = math.radians(lon2 - lon1) / 2.0
+    a = math.sin(half_dphi) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(half_dlambda) ** 2
+    return 2.0 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+@njit(cache=True)
+def event_kernel(ts, amount, channel, merchant_group, term_lat, term_lon, cust_lat, cust_lon, out):  # type: ignore[no-untyped-def]
+    for i in range(ts.size):
+        hour = (ts[i] // HOUR_US) % 24
+        weekday = (ts[i] // DAY_US + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+        out[i, 0] = amount[i]
+        out[i, 1] = hour
+        out[i, 2] = 1.0 if hour < NIGHT_END_HOUR else 0.0
+        out[i, 3] = 1.0 if weekday >= 5 else 0.0
+        out[i, 4] = channel[i]
+        out[i, 5] = merchant_group[i]
+        out[i, 6] = haversine_km(cust_lat[i], cust_lon[i], term_lat[i], term_lon[i])
+
+
+@njit(cache=True)
+def count_distinct_nonzero(values):  # type: ignore[no-untyped-def]
+    ordered = np.sort(values)
+    distinct = 0
+    previous = 0
+    for value in ordered:
+        if value != 0 and (distinct == 0 or value != previous):
+            distinct += 1
+            previous = value
+    return distinct
+
+
+@njit(cache=True)
+def card_kernel(ts, amount, terminal, country, device, lat, lon, group_start, positions, out):  # type: ignore[no-untyped-def]
+    n_windows = len(CARD_WINDOW_US)
+    # Per band (events older than the previous window, inside this one), then cumulated.
+    counts = np.zeros(n_windows)
+    sums = np.zeros(n_windows)
+    maxima = np.zeros(n_windows)
+    for p in range(positions.size):
+        k = positions[p]
+        start = group_start[k]
+        t = ts[k]
+        end = k  # events strictly earlier in time are [start, end)
+        while end > start and ts[end - 1] >= t:
+            end -= 1
+        low = max(start, end - MAX_CARD_HISTORY)
+        counts[:] = 0.0
+        sums[:] = 0.0
+        maxima[:] = -np.inf
+        seen_terminal = seen_country = seen_device = False
+        day_start = end
+        band = 0
+        j = end - 1
+        while j >= low:
+            age = t - ts[j]
+            while band < n_windows and age > CARD_WINDOW_US[band]:
+                band += 1
+            if band == n_windows:
+                break
+            counts[band] += 1.0
+            sums[band] += amount[j]
+            maxima[band] = max(maxima[band], amount[j])
+            if band <= DAY_WINDOW:
+                day_start = j
+            seen_terminal = seen_terminal or terminal[j] == terminal[k]
+            seen_country = seen_country or country[j] == country[k]
+            seen_device = seen_device or device[j] == device[k]
+            j -= 1
+        for w in range(n_windows):
+            if w > 0:
+                counts[w] += counts[w - 1]
+                sums[w] += sums[w - 1]
+                maxima[w] = max(maxima[w], maxima[w - 1])
+            out[p, 4 * w] = counts[w]
+            out[p, 4 * w + 1] = sums[w]
+            out[p, 4 * w + 2] = sums[w] / counts[w] if counts[w] > 0 else np.nan
+            out[p, 4 * w + 3] = maxima[w] if counts[w] > 0 else np.nan
+        col = 4 * n_windows
+        last = n_windows - 1
+        out[p, col] = amount[k] / out[p, 4 * last + 2] if counts[last] > 0 else np.nan
+        out[p, col + 1] = out[p, col + 2] = out[p, col + 3] = np.nan
+        if j < end - 1:  # a previous transaction inside the lookback
+            seconds = (t - ts[end - 1]) / US_PER_SECOND
+            distance = haversine_km(lat[end - 1], lon[end - 1], lat[k], lon[k])
+            out[p, col + 1] = seconds
+            out[p, col + 2] = distance
+            out[p, col + 3] = distance / (seconds / 3600.0)
+        out[p, col + 4] = count_distinct_nonzero(terminal[day_start:end])
+        out[p, col + 5] = count_distinct_nonzero(country[day_start:end])
+        out[p, col + 6] = 0.0 if seen_terminal else 1.0
+        out[p, col + 7] = np.nan if country[k] == 0 else (0.0 if seen_country else 1.0)
+        out[p, col + 8] = np.nan if device[k] == 0 else (0.0 if seen_device else 1.0)
+
+
+@njit(cache=True)
+def lower_bound(values, low, high, x):  # type: ignore[no-untyped-def]
+    """First index in [low, high) of sorted `values` whose value is >= x (high if none)."""
+    while low < high:
+        middle = (low + high) >> 1
+        if values[middle] < x:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+@njit(cache=True)
+def terminal_kernel(  # type: ignore[no-untyped-def]
+    ts,
+    group_start,
+    positions,
+    stored_counts,
+    label_delay,
+    fraud_ts,
+    fraud_known_at,
+    fraud_low,
+    fraud_high,
+    out,
+):
+    n_windows = len(TERMINAL_WINDOW_US)
+    frauds = np.zeros(n_windows)
+    for p in range(positions.size):
+        k = positions[p]
+        start = group_start[k]
+        t = ts[k]
+        end = k
+        while end > start and ts[end - 1] >= t:
+            end -= 1
+        horizon = t - label_delay  # the after-delay windows end here (exclusive)
+        horizon_end = lower_bound(ts, start, end, horizon)
+        for w in range(n_windows):
+            width = TERMINAL_WINDOW_US[w]
+            out[p, w] = stored_counts[p, w] + end - lower_bound(ts, start, end, t - width)
+            delayed = horizon_end - lower_bound(ts, start, horizon_end, horizon - width)
+            out[p, n_windows + w] = stored_counts[p, n_windows + w] + delayed
+        frauds[:] = 0.0
+        i = lower_bound(fraud_ts, fraud_low[p], fraud_high[p], horizon - TERMINAL_LOOKBACK_US)
+        while i < fraud_high[p] and fraud_ts[i] < horizon:
+            if fraud_known_at[i] <= t:
+                age = horizon - fraud_ts[i]  # > 0; inside window w when age <= its width
+                for w in range(n_windows):
+                    if age <= TERMINAL_WINDOW_US[w]:
+                        frauds[w] += 1.0
+            i += 1
+        for w in range(n_windows):
+            count = out[p, n_windows + w]
+            out[p, 2 * n_windows + w] = frauds[w] / count if count > 0 else np.nan

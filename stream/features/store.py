@@ -1,0 +1,226 @@
+"""The batch logic both feature stores share; they differ only in where the state lives.
+
+Per batch: encode the events, read the state of all their cards and terminals, compute the
+features of events never seen before with `stream.features.definition.batch_features` (the definition the
+training replay uses), write the new state. Each processed transaction leaves a record (time,
+terminal, features) that expires with the state: a replayed event gets its recorded features
+back and is not counted again, and `apply_labels` finds the transaction's terminal and time in it.
+
+A store computes the terminal features after a label delay (see stream/features/definition.py), so it is
+built with the label delay of the training run behind the model it serves, and keeps each
+terminal's transactions, labels and transaction records for that delay + the longest terminal
+window + a day (`state_ttl`), at least as long as the 30-day card lookback + a day.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+from fraud.errors import ConfigError, ValidationError
+from fraud.settings import Settings
+from stream.features.definition import (
+    CARD_LOOKBACK_US,
+    DAY_US,
+    TERMINAL_LOOKBACK_US,
+    BatchResult,
+    EventColumns,
+    TerminalFrauds,
+    batch_features,
+    feature_dicts,
+    features_without_history,
+    terminal_count_offsets,
+)
+from stream.features.encoding import FloatArray, IntArray, columns_from_events, timestamp_us
+
+# v2: transaction records hold the after-delay terminal features (9 terminal columns, not 6).
+STATE_VERSION = 2  # bump when the layout of stored state changes; old keys then expire unused
+# The delay training assumes when nothing else is said: Settings' default, one source of truth.
+DEFAULT_LABEL_DELAY = timedelta(days=Settings.model_fields["label_delay_days"].default)
+_ONE_US = timedelta(microseconds=1)
+LABELS = {"fraud": 1, "legit": 0}
+
+Features = dict[str, float | None]
+LabelEntry = tuple[int, int, int]  # (transaction time, labelled_at, 1 fraud / 0 legit)
+
+
+@dataclass(frozen=True)
+class ParsedLabel:
+    transaction_id: str
+    labelled_at: int
+    is_fraud: int
+
+
+def parse_labels(labels: Sequence[Mapping[str, Any]]) -> dict[str, ParsedLabel]:
+    """Feedback records -> the latest label of each transaction (by labelled_at, then order)."""
+    latest: dict[str, ParsedLabel] = {}
+    for index, label in enumerate(labels):
+        try:
+            parsed = ParsedLabel(
+                str(label["transaction_id"]),
+                timestamp_us(label["labelled_at"]),
+                LABELS[label["label"]],
+            )
+        except KeyError as exc:
+            raise ValidationError(
+                f"label {index}: missing field or unknown label {exc.args[0]!r} "
+                f"(labels are {sorted(LABELS)})",
+                field=str(exc.args[0]),
+                rule="required",
+            ) from None
+        current = latest.get(parsed.transaction_id)
+        if current is None or parsed.labelled_at >= current.labelled_at:
+            latest[parsed.transaction_id] = parsed
+    return latest
+
+
+def checked_label_delay(label_delay: timedelta) -> timedelta:
+    """`label_delay` if it is a non-negative timedelta, else ConfigError."""
+    if not isinstance(label_delay, timedelta) or label_delay < timedelta(0):
+        raise ConfigError(
+            f"label_delay must be a non-negative timedelta (e.g. "
+            f"timedelta(days=settings.label_delay_days)), got {label_delay!r}"
+        )
+    return label_delay
+
+
+def terminal_retention_us(label_delay: timedelta) -> int:
+    """How far back of its newest transaction a terminal's state reaches: the label delay, the
+    longest terminal window, and a day for late events."""
+    return checked_label_delay(label_delay) // _ONE_US + TERMINAL_LOOKBACK_US + DAY_US
+
+
+def state_ttl(label_delay: timedelta = DEFAULT_LABEL_DELAY) -> timedelta:
+    """How long stored state must live: the terminal retention, and at least the card lookback
+    + a day. Transaction records live as long, since a label may matter until its transaction
+    leaves the longest after-delay window."""
+    longest_us = max(terminal_retention_us(label_delay), CARD_LOOKBACK_US + DAY_US)
+    return timedelta(seconds=math.ceil(longest_us / 1_000_000))
+
+
+@dataclass
+class StoredState:
+    """What a store read for a batch; the rows of terminal_counts follow the rows read."""
+
+    known: dict[str, FloatArray]  # transaction_id -> recorded features
+    card_history: dict[str, bytes]  # packed CARD_EVENT_DTYPE rows
+    terminal_counts: FloatArray  # stored transactions per `terminal_count_offsets` window
+    terminal_labels: dict[str, dict[str, LabelEntry]]  # terminal -> transaction -> label
+
+
+class FeatureStore(ABC):
+    """The interface of InMemoryFeatureStore and RedisFeatureStore.
+
+    `label_delay` is part of the feature definition: pass the one the model was trained with.
+    """
+
+    def __init__(self, label_delay: timedelta = DEFAULT_LABEL_DELAY) -> None:
+        self._label_delay = checked_label_delay(label_delay)
+        self._label_delay_us = label_delay // _ONE_US
+        self._count_offsets = terminal_count_offsets(self._label_delay_us)
+        self._retention_us = terminal_retention_us(label_delay)
+
+    @property
+    def label_delay(self) -> timedelta:
+        """The delay before which terminal fraud-rate windows end (see stream/features/definition.py)."""
+        return self._label_delay
+
+    def process_batch(self, events: Sequence[Mapping[str, Any]]) -> list[Features]:
+        """Features of each event in order, from strictly earlier events; then update the state.
+
+        Idempotent per transaction_id: an event seen before (in this or an earlier batch) gets
+        its recorded features back and is not counted again.
+        """
+        if not events:
+            return []
+        columns = columns_from_events(events)
+        _check_card_ids(columns)
+        first_row: dict[str, int] = {}
+        for row, transaction_id in enumerate(columns.transaction_id):
+            first_row.setdefault(transaction_id, row)
+        rows = np.fromiter(first_row.values(), dtype=np.int64, count=len(first_row))
+        state = self._read(columns, rows)
+        is_new = np.array([tx not in state.known for tx in first_row])
+        result = None
+        if is_new.any():
+            result = batch_features(
+                columns,
+                rows[is_new],
+                state.card_history,
+                state.terminal_counts[is_new],
+                _frauds_by_terminal(state.terminal_labels),
+                label_delay_us=self._label_delay_us,
+            )
+            self._write(columns, rows[is_new], result, state)
+        if result is not None and len(rows) == len(columns) and is_new.all():
+            return feature_dicts(result.features)
+        by_transaction = dict(state.known)
+        if result is not None:
+            new_ids = [columns.transaction_id[row] for row in rows[is_new].tolist()]
+            by_transaction.update(zip(new_ids, result.features, strict=True))
+        return feature_dicts(np.stack([by_transaction[tx] for tx in columns.transaction_id]))
+
+    def apply_labels(self, labels: Sequence[Mapping[str, Any]]) -> int:
+        """Record confirmed labels for the terminal fraud-rate features.
+
+        A label counts from its labelled_at on, and only in windows that end the label delay
+        before the scored transaction (so a label arriving sooner than the delay changes no
+        feature before training would know it too). Per transaction the latest label wins;
+        labels of unknown (or expired) transactions are ignored. Returns how many labels are
+        now in effect.
+        """
+        parsed = parse_labels(labels)
+        return self._write_labels(list(parsed.values())) if parsed else 0
+
+    def default_features(self, event: Mapping[str, Any]) -> Features:
+        """Features with no history (degraded mode); needs no state."""
+        return features_without_history(event)
+
+    @abstractmethod
+    def _read(self, columns: EventColumns, rows: IntArray) -> StoredState: ...
+
+    @abstractmethod
+    def _write(
+        self, columns: EventColumns, rows: IntArray, result: BatchResult, state: StoredState
+    ) -> None: ...
+
+    @abstractmethod
+    def _write_labels(self, labels: list[ParsedLabel]) -> int: ...
+
+
+def _check_card_ids(columns: EventColumns) -> None:
+    for card in columns.card_id:
+        if card.isdigit() and 12 <= len(card) <= 19:
+            raise ValidationError(
+                "card_id looks like a card number; only tokens may reach the feature store",
+                field="card_id",
+                rule="token",
+            )
+
+
+def _frauds_by_terminal(
+    labels: Mapping[str, Mapping[str, LabelEntry]],
+) -> dict[str, TerminalFrauds]:
+    frauds: dict[str, TerminalFrauds] = {}
+    for terminal, entries in labels.items():
+        confirmed = sorted((ts, known) for ts, known, flag in entries.values() if flag == 1)
+        if confirmed:
+            array = np.array(confirmed, dtype=np.int64).reshape(-1, 2)
+            frauds[terminal] = TerminalFrauds(array[:, 0].copy(), array[:, 1].copy())
+    return frauds
+
+
+def terminal_cutoffs(columns: EventColumns, rows: IntArray, retention_us: int) -> dict[str, int]:
+    """Per terminal of the batch: transactions before this time are past every window
+    (`retention_us` before its newest transaction, see terminal_retention_us)."""
+    newest: dict[str, int] = {}
+    for row, ts in zip(rows.tolist(), columns.ts[rows].tolist(), strict=True):
+        terminal = columns.terminal_id[row]
+        newest[terminal] = max(ts, newest.get(terminal, ts))
+    return {terminal: ts - retention_us for terminal, ts in newest.items()}

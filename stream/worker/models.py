@@ -1,0 +1,77 @@
+"""The model the worker scores with: the registry's version at the configured alias.
+
+`ModelHolder` polls the alias and swaps in a new version without a restart. A swap only
+replaces a reference: each batch takes the current model once at its start, so a batch is
+decided entirely by one version, which each decision names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from fraud.errors import ModelNotFoundError
+from fraud.settings import Settings
+from stream.scoring import ScoringModel, alias_version, load_from_registry
+from stream.worker.metrics import ScorerMetrics
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[Settings, str], ScoringModel]
+VersionProbe = Callable[[Settings, str], str | None]
+
+
+class ModelHolder:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ScorerMetrics,
+        loader: Loader = load_from_registry,
+        probe: VersionProbe = alias_version,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._loader = loader
+        self._probe = probe
+        self.current: ScoringModel | None = None
+        self._refused: str | None = None  # a version that failed to load; not retried
+
+    def load(self) -> ScoringModel:
+        """Load the alias now; raises ModelNotFoundError saying how to train one."""
+        alias = self.settings.model_alias
+        if self._probe(self.settings, alias) is None:
+            raise ModelNotFoundError(
+                f"no model '{self.settings.model_name}' at alias @{alias} in "
+                f"{self.settings.tracking_uri}; run `make train` to train and promote a champion"
+            )
+        self._swap(self._loader(self.settings, alias))
+        return self.current  # type: ignore[return-value]
+
+    async def refresh(self) -> bool:
+        """Swap to the alias's version if it moved; True when a new version is in place."""
+        alias = self.settings.model_alias
+        current = self.current.version if self.current else None
+        version = None
+        try:
+            version = await asyncio.to_thread(self._probe, self.settings, alias)
+            if version is None or version in (current, self._refused):
+                return False
+            model = await asyncio.to_thread(self._loader, self.settings, alias)
+        except ModelNotFoundError as exc:  # this version cannot serve: say so once, keep going
+            self._refused = version
+            log.error("not swapping @%s to it (keeping version %s): %s", alias, current, exc)
+            return False
+        except Exception:  # registry away, a read failed: keep the current model, poll again
+            log.exception("model refresh failed; keeping version %s", current)
+            return False
+        self._swap(model)
+        self.metrics.model_reloads.inc()
+        log.info("model swapped: %s -> %s (@%s)", current, model.version, alias)
+        return True
+
+    def _swap(self, model: ScoringModel) -> None:
+        self.current = model
+        self.metrics.model.info(
+            {"name": model.name, "version": model.version, "alias": model.alias or ""}
+        )

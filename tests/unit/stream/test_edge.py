@@ -1,0 +1,110 @@
+"""The edge: card numbers never pass, bad events become dead letters naming field and rule."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from schemas import validator
+from stream.edge import Admitted, DeadLetter, Source, admit, pan
+
+KEY = b"test-key"
+SRC = Source("transactions", 3, 42)
+VALID = {
+    "transaction_id": "tx-1",
+    "timestamp": "2026-03-01T08:15:00Z",
+    "card_id": "card-00001",
+    "customer_id": "cust-1",
+    "terminal_id": "term-1",
+    "merchant_category": "5411",
+    "channel": "pos",
+    "amount": 12.5,
+    "currency": "EUR",
+}
+PAN = "4111111111111111"  # a well-known Luhn-valid test number
+
+
+def _admit(event) -> Admitted | DeadLetter:
+    raw = event if isinstance(event, bytes) else orjson.dumps(event)
+    return admit(raw, SRC, validator("transaction"), KEY)
+
+
+@pytest.mark.parametrize(
+    "number", ["4111111111111111", "5500005555555559", "378282246310005", "6011111111111117"]
+)
+def test_luhn_accepts_card_numbers(number):
+    assert pan.is_pan(number)
+
+
+@pytest.mark.parametrize(
+    "number", ["4111111111111112", "123456789012", "41111111111111111111", "4111-1111"]
+)
+def test_luhn_rejects_other_digit_strings(number):
+    assert not pan.is_pan(number)
+
+
+def test_mask_keeps_first_six_and_last_four():
+    assert pan.mask(PAN) == "411111******1111"
+    assert (
+        pan.mask_text(f"card {PAN} and order 1234567890123")
+        == "card 411111******1111 and order 1234567890123"
+    )
+
+
+def test_valid_event_is_admitted_unchanged():
+    result = _admit(VALID)
+    assert isinstance(result, Admitted)
+    assert result.event == VALID and result.tokenized_fields == []
+
+
+def test_card_number_in_card_id_is_replaced_by_a_stable_keyed_token():
+    first = _admit(dict(VALID, card_id=PAN))
+    second = _admit(dict(VALID, card_id=PAN, transaction_id="tx-2"))
+    assert isinstance(first, Admitted) and isinstance(second, Admitted)
+    token = first.event["card_id"]
+    assert token.startswith("tok_") and PAN not in orjson.dumps(first.event).decode()
+    assert second.event["card_id"] == token
+    assert first.tokenized_fields == ["card_id"]
+    assert (
+        admit(
+            orjson.dumps(dict(VALID, card_id=PAN)), SRC, validator("transaction"), b"other"
+        ).event["card_id"]
+        != token
+    )
+
+
+def test_card_number_inside_free_text_is_dead_lettered_masked():
+    result = _admit(dict(VALID, note=f"customer read out {PAN} on the phone"))
+    assert isinstance(result, DeadLetter) and result.reason == "card_number"
+    assert PAN not in orjson.dumps(result.record).decode()
+    assert "411111******1111" in result.record["raw"]
+    validator("dead_letter")(result.record)
+
+
+def test_invalid_json_is_dead_lettered_with_source():
+    result = _admit(b'{"transaction_id": "tx-1", ')
+    assert isinstance(result, DeadLetter) and result.reason == "invalid_json"
+    assert result.record["source"] == {"topic": "transactions", "partition": 3, "offset": 42}
+    validator("dead_letter")(result.record)
+
+
+def test_schema_violation_names_field_and_rule_and_masks_numbers():
+    result = _admit(dict(VALID, amount=-3, device_id=PAN + "0"))  # not Luhn-valid: kept as is
+    assert isinstance(result, DeadLetter) and result.reason == "schema"
+    assert (result.record["field"], result.record["rule"]) == ("amount", "exclusiveMinimum")
+    missing = _admit({k: v for k, v in VALID.items() if k != "amount"})
+    assert (missing.record["field"], missing.record["rule"]) == ("amount", "required")
+    not_object = _admit(b"[1, 2]")
+    assert not_object.reason == "schema" and not_object.record["field"] == "<record>"
+
+
+def test_empty_payload_is_dead_lettered():
+    result = admit(None, SRC, validator("transaction"), KEY)
+    assert isinstance(result, DeadLetter) and result.reason == "invalid_json"
+
+
+def test_tokens_never_contain_a_digit_run_that_looks_like_a_card_number():
+    tokens = [pan.tokenize(f"4{i:015d}", KEY) for i in range(20_000)]
+    assert len(set(tokens)) == len(tokens)
+    assert not any(pan.mask_text(token) != token for token in tokens)
+    assert all(len(token) == len("tok_") + 26 for token in tokens)

@@ -1,0 +1,46 @@
+"""How good a model is, and for whom: metrics on a time window, the fairness audit, global
+feature importance, plots, and the reference distributions drift is measured against."""
+
+from training.evaluation import plots
+from training.evaluation.fairness import (
+    ATTRIBUTES,
+    FairnessGate,
+    age_band,
+    attach_groups,
+    audit,
+    configured_gate,
+)
+from training.evaluation.importance import global_importance
+from training.evaluation.metrics import (
+    bank_targets,
+    calibration,
+    card_precision_at_k,
+    evaluate_window,
+    flat_metrics,
+    ranking_metrics,
+    scenario_recall,
+    tier_metrics,
+)
+from training.evaluation.reference import SCORE_EDGES, proportions, reference_distribution
+
+__all__ = [
+    "ATTRIBUTES",
+    "SCORE_EDGES",
+    "FairnessGate",
+    "age_band",
+    "attach_groups",
+    "audit",
+    "bank_targets",
+    "calibration",
+    "card_precision_at_k",
+    "configured_gate",
+    "evaluate_window",
+    "flat_metrics",
+    "global_importance",
+    "plots",
+    "proportions",
+    "ranking_metrics",
+    "reference_distribution",
+    "scenario_recall",
+    "tier_metrics",
+]
