@@ -27,21 +27,19 @@ from rich.progress import Progress
 
 from fraud.errors import ValidationError
 from stream.features import (
-    EventColumns,
-    FloatArray,
-    IntArray,
-    channel_code,
-    merchant_category_group_code,
-    string_key,
-)
-from stream.features import (
     CARD_FEATURES,
     EVENT_FEATURES,
     FEATURE_NAMES,
     TERMINAL_WINDOWS,
     CardSequence,
+    EventColumns,
+    FloatArray,
+    IntArray,
     card_features_grouped,
+    channel_code,
     event_features,
+    merchant_category_group_code,
+    string_key,
     terminal_features_grouped,
 )
 
