@@ -82,6 +82,20 @@ class Settings(BaseSettings):
     # dropped first) and are folded into the aggregates once Redis answers again.
     redis_backlog_max: int = Field(default=200_000, ge=0)
     label_delay_days: int = Field(default=7, ge=0)
+    # The edge's limits on any input record (transactions and feedback); beyond them a record is
+    # dead-lettered with the limit's reason (too_large, too_deep, too_many_fields, too_long).
+    edge_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    edge_max_depth: int = Field(default=8, ge=2)
+    edge_max_fields: int = Field(default=256, ge=16)
+    edge_max_string: int = Field(default=4096, ge=128)
+    # An event (or a label) dated more than this ahead of the clock (the worker's, or the
+    # record's broker timestamp) or of its partition's stream is dead-lettered (event_time).
+    event_time_max_lead_s: float = Field(default=86_400.0, gt=0)
+    # Analyst ids allowed to send `source: chargeback` feedback (the bank's chargeback feed).
+    chargeback_analysts: list[str] = Field(default_factory=lambda: ["chargeback"])
+    # /health reports not ready when a batch's outputs have been in flight this long (a
+    # partition that cannot make progress).
+    stalled_batch_s: float = Field(default=60.0, gt=0)
 
     @property
     def tracking_uri(self) -> str:

@@ -74,7 +74,7 @@ def label(
     decision, where = outcome.decision, outcome.published
     typer.echo(
         f"labelled {transaction_id} {verdict} (decision {decision['decision']}, score "
-        f"{decision['score']:.3f}, model {decision['model']['name']} v{decision['model']['version']}); "
+        f"{'none' if decision['score'] is None else format(decision['score'], '.3f')}, model {decision['model']['name']} v{decision['model']['version']}); "
         f"published to {settings.topics.feedback}[{where.partition}] at offset {where.offset}"
     )
 

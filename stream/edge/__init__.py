@@ -1,25 +1,59 @@
 """The trust boundary: raw Kafka bytes in, a clean transaction or a dead-letter record out.
 
-    admitted = admit(raw, source, validator("transaction"), pan_key)   # Admitted | DeadLetter
+    admitted = admit(raw, source, validator("transaction"), pan_key, limits)  # never raises
 
-Card numbers never pass it: `pan` tokenises them (keyed hash) or masks them (first 6, last 4).
+`limits` bounds every record's size, depth, fields and strings; `pan` finds card numbers on
+decoded text and tokenises them (keyed hash) or masks them (first 6, last 4); `times` keeps a
+single event from moving the stream's clock.
 """
 
 from stream.edge import pan
-from stream.edge.admission import Admitted, DeadLetter, Source, admit, dead_letter
-from stream.edge.pan import is_pan, luhn_check_digit, luhn_valid, mask, mask_text, tokenize
+from stream.edge.admission import (
+    RAW_KEEP_BYTES,
+    Admitted,
+    DeadLetter,
+    Source,
+    admit,
+    dead_letter,
+    instant_us,
+    readable_raw,
+)
+from stream.edge.limits import EdgeLimits, Shape, walk
+from stream.edge.pan import (
+    contains_pan,
+    is_pan,
+    is_pan_integer,
+    luhn_check_digit,
+    luhn_valid,
+    mask,
+    mask_text,
+    tokenize,
+    tokenize_text,
+)
+from stream.edge.times import EventTimeGuard, Stamped
 
 __all__ = [
+    "RAW_KEEP_BYTES",
     "Admitted",
     "DeadLetter",
+    "EdgeLimits",
+    "EventTimeGuard",
+    "Shape",
     "Source",
+    "Stamped",
     "admit",
+    "contains_pan",
     "dead_letter",
+    "instant_us",
     "is_pan",
+    "is_pan_integer",
     "luhn_check_digit",
     "luhn_valid",
     "mask",
     "mask_text",
     "pan",
+    "readable_raw",
     "tokenize",
+    "tokenize_text",
+    "walk",
 ]

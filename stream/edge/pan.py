@@ -1,10 +1,18 @@
 """Card numbers (PAN) never pass the edge.
 
-A field that looks like a card number — a 13-19 digit string that passes the Luhn check — is
-replaced by a keyed-hash token before anything else sees the event; in raw payloads kept for the
-dead-letter topic it is masked to its first 6 and last 4 digits. The key lives in the settings
-(`FRAUD_PAN_HASH_KEY`), so tokens are stable per deployment but cannot be reversed or recomputed
-without it.
+A card number is 13-19 digits passing the Luhn check, written as one run ("4111111111111111")
+or in groups of 3-6 digits joined by single spaces, dashes or dots ("4111 1111 1111 1111",
+"3782 822463 10005"); a JSON integer of 13-19 digits counts too. The digits of a non-integer
+number never do: the fraction of a coordinate written at full double precision is not a card
+number. Detection runs on decoded text (after JSON unescaping, other scripts' digits folded to
+0-9), so an escaped digit hides nothing.
+
+In a top-level field every card number is replaced by a keyed-hash token before anything else
+sees the event (an identifier that happens to hold one keeps its shape: "dev-<token>");
+anywhere else (nested, in a field name) the event goes to the dead-letter topic with the number
+masked to its first 6 and last 4 digits. The key lives in the settings (`FRAUD_PAN_HASH_KEY`,
+with a key id `FRAUD_PAN_KEY_ID` carried in every token so that the key can be rotated), so tokens
+are stable per deployment but cannot be reversed or recomputed without it.
 """
 
 from __future__ import annotations
@@ -13,11 +21,19 @@ import base64
 import hashlib
 import hmac
 import re
-from typing import Any
+import unicodedata
 
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
-_DIGIT_RUN_BYTES = re.compile(rb"(?<![0-9])[0-9]{13,19}(?![0-9])")
+# One run of 13-19 digits, never the fraction of a number written as text ("40.84442571827383":
+# no match right after "<digit>." or "<digit>,"); or groups of 3-6 digits joined by one
+# separator, standing on their own (no letter or digit glued to either end, so the digit groups
+# of a hex identifier like "dev-eb72-7482-8288-674f" are not read as one).
+_CANDIDATE = re.compile(
+    r"(?<![0-9])(?<![0-9][.,])[0-9]{13,19}(?![0-9])"
+    r"|(?<![0-9A-Za-z])[0-9]{3,6}(?:[ .-][0-9]{3,6}){1,5}(?![0-9A-Za-z])"
+)
+_SEPARATORS = str.maketrans("", "", " .-")
 TOKEN_PREFIX = "tok_"
+MIN_DIGITS, MAX_DIGITS = 13, 19
 
 
 def luhn_valid(digits: str) -> bool:
@@ -38,43 +54,67 @@ def luhn_check_digit(digits: str) -> str:
     return next(d for d in "0123456789" if luhn_valid(digits + d))
 
 
+def _pan_digits(candidate: str) -> str | None:
+    """The digits of `candidate` when they form a card number, else None."""
+    digits = candidate.translate(_SEPARATORS)
+    if MIN_DIGITS <= len(digits) <= MAX_DIGITS and digits.isdigit() and luhn_valid(digits):
+        return digits
+    return None
+
+
 def is_pan(value: str) -> bool:
-    return 13 <= len(value) <= 19 and value.isdigit() and luhn_valid(value)
+    """The whole of `value` is a card number (one run, or grouped with separators)."""
+    value = ascii_digits(value)
+    return _CANDIDATE.fullmatch(value) is not None and _pan_digits(value) is not None
+
+
+def is_pan_integer(value: int) -> bool:
+    """A JSON integer that is a card number (13-19 digits passing Luhn)."""
+    return MIN_DIGITS <= len(str(abs(value))) <= MAX_DIGITS and luhn_valid(str(abs(value)))
+
+
+def ascii_digits(text: str) -> str:
+    """`text` with other scripts' digits (fullwidth, Arabic-Indic, ...) folded to 0-9, so
+    that no way of writing a digit hides a card number from the checks."""
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
+
+
+def contains_pan(text: str) -> bool:
+    """Some part of `text` is a card number."""
+    if len(text) < MIN_DIGITS:
+        return False
+    return any(_pan_digits(m.group()) for m in _CANDIDATE.finditer(ascii_digits(text)))
 
 
 def mask(pan: str) -> str:
     """First 6 and last 4 digits only: 4111111111111111 -> 411111******1111."""
-    return f"{pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]}"
-
-
-def tokenize(pan: str, key: bytes) -> str:
-    # Lower-case base32 (letters and 2-7): unlike hex, a token practically never contains a
-    # 13-digit run, so a token can never itself look like a card number to a scanner.
-    digest = hmac.new(key, pan.encode(), hashlib.sha256).digest()
-    return f"{TOKEN_PREFIX}{base64.b32encode(digest).decode()[:26].lower()}"
-
-
-def may_contain_pan(raw: bytes) -> bool:
-    """Cheap pre-check on the wire bytes; only events that pass it are inspected field by field."""
-    return _DIGIT_RUN_BYTES.search(raw) is not None
+    digits = pan.translate(_SEPARATORS)
+    return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
 
 
 def mask_text(text: str) -> str:
-    """Mask every Luhn-valid 13-19 digit run in free text (raw payloads, error messages)."""
-    return _DIGIT_RUN.sub(lambda m: mask(m.group()) if luhn_valid(m.group()) else m.group(), text)
+    """Every card number in free text (raw payloads, error messages) masked to 6 + 4 digits."""
+    if len(text) < MIN_DIGITS:
+        return text
+    text = ascii_digits(text)
+    return _CANDIDATE.sub(lambda m: mask(m.group()) if _pan_digits(m.group()) else m.group(), text)
 
 
-def tokenize_fields(event: dict[str, Any], key: bytes) -> list[str]:
-    """Replace every top-level string field holding a card number by its token, in place.
+def tokenize_text(text: str, key: bytes, key_id: str = "") -> str:
+    """`text` with every card number in it replaced by its token."""
+    text = ascii_digits(text)
+    return _CANDIDATE.sub(
+        lambda m: tokenize(m.group(), key, key_id) if _pan_digits(m.group()) else m.group(), text
+    )
 
-    Returns the names of the fields that were replaced (for metrics; never the values).
-    """
-    replaced = []
-    for name, value in event.items():
-        if isinstance(value, str) and is_pan(value):
-            event[name] = tokenize(value, key)
-            replaced.append(name)
-        elif isinstance(value, int) and not isinstance(value, bool) and is_pan(str(value)):
-            event[name] = tokenize(str(value), key)
-            replaced.append(name)
-    return replaced
+
+def tokenize(pan: str, key: bytes, key_id: str = "") -> str:
+    """`tok_[<key id>_]<26 base32 letters>`: the keyed hash of the card's digits.
+
+    Lower-case base32 (letters and 2-7): unlike hex, a token practically never contains a
+    13-digit run, so a token can never itself look like a card number to a scanner. The key id
+    tells which key made a token, so that a rotated key's tokens can be told apart."""
+    digits = ascii_digits(pan).translate(_SEPARATORS)
+    digest = hmac.new(key, digits.encode(), hashlib.sha256).digest()
+    body = base64.b32encode(digest).decode()[:26].lower()
+    return f"{TOKEN_PREFIX}{key_id}_{body}" if key_id else f"{TOKEN_PREFIX}{body}"

@@ -24,6 +24,7 @@ from stream.features.store import (
     Features,
     FeatureStore,
     LabelEntry,
+    LabelResult,
     ParsedLabel,
     StoredState,
     state_ttl,
@@ -48,7 +49,7 @@ class InMemoryFeatureStore(FeatureStore):
     def __init__(self, *, label_delay: timedelta = DEFAULT_LABEL_DELAY) -> None:
         super().__init__(label_delay)
         self._ttl_us = state_ttl(label_delay) // timedelta(microseconds=1)
-        self._transactions: dict[str, tuple[int, str, FloatArray]] = {}
+        self._transactions: dict[str, tuple[int, str, FloatArray, bytes]] = {}
         self._expiry: deque[tuple[int, str]] = deque()
         self._cards: dict[str, bytes] = {}
         self._terminal_times: dict[str, list[int]] = {}
@@ -58,11 +59,12 @@ class InMemoryFeatureStore(FeatureStore):
 
     def _read(self, columns: EventColumns, rows: IntArray) -> StoredState:
         row_list = rows.tolist()
-        known = {}
+        known, known_digest = {}, {}
         for row in row_list:
             record = self._transactions.get(columns.transaction_id[row])
             if record is not None:
                 known[columns.transaction_id[row]] = record[2]
+                known_digest[columns.transaction_id[row]] = record[3]
         offsets = self._count_offsets
         no_history = [0] * len(offsets)
         counts: list[list[int]] = []
@@ -82,20 +84,26 @@ class InMemoryFeatureStore(FeatureStore):
         terminals = {columns.terminal_id[row] for row in row_list}
         return StoredState(
             known=known,
+            known_digest=known_digest,
             card_history={card: self._cards[card] for card in cards if card in self._cards},
             terminal_counts=np.array(counts, dtype=np.float64).reshape(len(row_list), len(offsets)),
             terminal_labels={t: self._labels[t] for t in terminals if t in self._labels},
         )
 
     def _write(
-        self, columns: EventColumns, rows: IntArray, result: BatchResult, state: StoredState
+        self,
+        columns: EventColumns,
+        rows: IntArray,
+        result: BatchResult,
+        state: StoredState,
+        digests: list[bytes],
     ) -> None:
         self._cards.update(result.card_history)
-        for row, ts, vector in zip(
-            rows.tolist(), columns.ts[rows].tolist(), result.features, strict=True
+        for row, ts, vector, digest in zip(
+            rows.tolist(), columns.ts[rows].tolist(), result.features, digests, strict=True
         ):
             transaction_id, terminal = columns.transaction_id[row], columns.terminal_id[row]
-            self._transactions[transaction_id] = (ts, terminal, vector)
+            self._transactions[transaction_id] = (ts, terminal, vector, digest)
             self._expiry.append((ts, transaction_id))
             self._newest = max(self._newest, ts)
             bisect.insort(self._terminal_times.setdefault(terminal, []), ts)
@@ -122,16 +130,19 @@ class InMemoryFeatureStore(FeatureStore):
                 if blob and _LAST_TS.unpack_from(blob, len(blob) - size)[0] >= cutoff
             }
 
-    def _write_labels(self, labels: list[ParsedLabel]) -> int:
-        applied = 0
+    def _write_labels(self, labels: list[ParsedLabel]) -> LabelResult:
+        applied, early = 0, []
         for label in labels:
             record = self._transactions.get(label.transaction_id)
             if record is None:
                 continue
-            ts, terminal, _ = record
+            ts, terminal = record[0], record[1]
+            if label.labelled_at < ts:
+                early.append(label.transaction_id)
+                continue
             entries = self._labels.setdefault(terminal, {})
             current = entries.get(label.transaction_id)
             if current is None or label.labelled_at >= current[1]:
                 entries[label.transaction_id] = (ts, label.labelled_at, label.is_fraud)
                 applied += 1
-        return applied
+        return LabelResult(applied, early)

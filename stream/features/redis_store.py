@@ -10,7 +10,8 @@ Keys, all under `<prefix>:features:v<STATE_VERSION>:` and expiring `state_ttl(la
 after their last write (label delay + 28 d + 1 d: 36 days at the default 7-day delay):
 `card:<card_id>` packed CARD_EVENT_DTYPE rows; `term:<terminal_id>` sorted set of the
 terminal's transactions by time (members are transaction keys, so workers sharing a terminal add
-idempotently); `tlabel:<terminal_id>` hash of its labels; `tx:<transaction_id>` the record.
+idempotently); `tlabel:<terminal_id>` hash of its labels; `tx:<transaction_id>` the record
+(time, content digest, features, terminal).
 card_id is already a token (the store refuses anything that looks like a card number).
 """
 
@@ -28,9 +29,11 @@ from stream.features.definition import FEATURE_NAMES, BatchResult, EventColumns
 from stream.features.encoding import FloatArray, IntArray
 from stream.features.store import (
     DEFAULT_LABEL_DELAY,
+    DIGEST_BYTES,
     STATE_VERSION,
     FeatureStore,
     LabelEntry,
+    LabelResult,
     ParsedLabel,
     StoredState,
     state_ttl,
@@ -38,7 +41,7 @@ from stream.features.store import (
 )
 
 _N_FEATURES = len(FEATURE_NAMES)
-_RECORD_HEADER = struct.Struct("<q")
+_RECORD_HEADER = struct.Struct(f"<q{DIGEST_BYTES}s")  # time, content digest
 
 # Names travel length-prefixed ("<bytes>:<name>", binary safe) in a few arguments and the scripts
 # build the keys: per-argument overhead in redis-py, not Redis, limits a batch otherwise. (Keys
@@ -230,11 +233,13 @@ class RedisFeatureStore(FeatureStore):
             ",".join(map(str, columns.ts[rows].tolist())),
         ]
         seen, records, states, labelled, labels, counts = self._read_script(args=args)
+        unpacked = {
+            transactions[number - 1]: _unpack_record(record)
+            for number, record in zip(seen, records, strict=True)
+        }
         return StoredState(
-            known={
-                transactions[number - 1]: _unpack_record(record)[2]
-                for number, record in zip(seen, records, strict=True)
-            },
+            known={tx: record[2] for tx, record in unpacked.items()},
+            known_digest={tx: record[3] for tx, record in unpacked.items()},
             card_history={
                 card: state for card, state in zip(cards, _split(states), strict=True) if state
             },
@@ -248,22 +253,28 @@ class RedisFeatureStore(FeatureStore):
         )
 
     def _write(
-        self, columns: EventColumns, rows: IntArray, result: BatchResult, state: StoredState
+        self,
+        columns: EventColumns,
+        rows: IntArray,
+        result: BatchResult,
+        state: StoredState,
+        digests: list[bytes],
     ) -> None:
         transactions: list[str] = []
         records: list[bytes] = []
         members: dict[str, list[str]] = {}
-        for row, ts, tx_key, vector in zip(
+        for row, ts, tx_key, vector, digest in zip(
             rows.tolist(),
             columns.ts[rows].tolist(),
             columns.tx_key[rows].tolist(),
             result.features,
+            digests,
             strict=True,
         ):
             terminal = columns.terminal_id[row]
             members.setdefault(terminal, []).append(f"{ts}:{tx_key}")
             transactions.append(columns.transaction_id[row])
-            records.append(_pack_record(ts, terminal, vector))
+            records.append(_pack_record(ts, digest, terminal, vector))
         cutoffs = terminal_cutoffs(columns, rows, self._retention_us)
         stale: dict[str, list[str]] = {}
         for terminal, entries in state.terminal_labels.items():
@@ -285,20 +296,24 @@ class RedisFeatureStore(FeatureStore):
         ]
         self._write_script(args=args)
 
-    def _write_labels(self, labels: list[ParsedLabel]) -> int:
+    def _write_labels(self, labels: list[ParsedLabel]) -> LabelResult:
         records = self._client.mget([self._key("tx", label.transaction_id) for label in labels])
         keys: list[str] = []
         args: list[Any] = [self._ttl]
+        early: list[str] = []
         for label, record in zip(labels, records, strict=True):
             if record is None:
                 continue
-            ts, terminal, _ = _unpack_record(record)
+            ts, terminal, _, _ = _unpack_record(record)
+            if label.labelled_at < ts:
+                early.append(label.transaction_id)
+                continue
             keys.append(self._key("tlabel", terminal))
             value = f"{ts},{label.labelled_at},{label.is_fraud}"
             args += [label.transaction_id, value, label.labelled_at]
         if not keys:
-            return 0
-        return int(self._apply_labels_script(keys=keys, args=args))
+            return LabelResult(0, early)
+        return LabelResult(int(self._apply_labels_script(keys=keys, args=args)), early)
 
 
 def _joined(items: Iterable[str | bytes]) -> bytes:
@@ -329,12 +344,14 @@ def _parse_label_hash(flat: list[bytes]) -> dict[str, LabelEntry]:
     return entries
 
 
-def _pack_record(ts: int, terminal: str, features: FloatArray) -> bytes:
-    return _RECORD_HEADER.pack(ts) + features.astype("<f8").tobytes() + terminal.encode()
+def _pack_record(ts: int, digest: bytes, terminal: str, features: FloatArray) -> bytes:
+    header = _RECORD_HEADER.pack(ts, digest)
+    return header + features.astype("<f8").tobytes() + terminal.encode()
 
 
-def _unpack_record(record: bytes) -> tuple[int, str, FloatArray]:
-    (ts,) = _RECORD_HEADER.unpack_from(record)
+def _unpack_record(record: bytes) -> tuple[int, str, FloatArray, bytes]:
+    """(time, terminal, features, content digest) of a transaction record."""
+    ts, digest = _RECORD_HEADER.unpack_from(record)
     body = _RECORD_HEADER.size + 8 * _N_FEATURES
     features = np.frombuffer(record, dtype="<f8", count=_N_FEATURES, offset=_RECORD_HEADER.size)
-    return ts, record[body:].decode(), features.astype(np.float64)
+    return ts, record[body:].decode(), features.astype(np.float64), digest

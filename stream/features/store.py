@@ -1,10 +1,13 @@
 """The batch logic both feature stores share; they differ only in where the state lives.
 
 Per batch: encode the events, read the state of all their cards and terminals, compute the
-features of events never seen before with `stream.features.definition.batch_features` (the definition the
-training replay uses), write the new state. Each processed transaction leaves a record (time,
-terminal, features) that expires with the state: a replayed event gets its recorded features
-back and is not counted again, and `apply_labels` finds the transaction's terminal and time in it.
+features of events never seen before with `stream.features.definition.batch_features` (the
+definition the training replay uses), write the new state. Each processed transaction leaves a
+record (time, terminal, features, a digest of its content) that expires with the state: a
+redelivered event (same id, same content) gets its recorded features back and is not counted
+again; the same id with other content is a conflict (`BatchFeatures.conflicts`), never a second
+transaction and never the first one's features; `apply_labels` finds the transaction's terminal
+and time in the record, and refuses a label dated before its transaction.
 
 A store computes the terminal features after a label delay (see stream/features/definition.py), so it is
 built with the label delay of the training run behind the model it serves, and keeps each
@@ -14,6 +17,7 @@ window + a day (`state_ttl`), at least as long as the 30-day card lookback + a d
 
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -22,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 
 from fraud.errors import ConfigError, ValidationError
 from fraud.settings import Settings
@@ -40,7 +45,8 @@ from stream.features.definition import (
 from stream.features.encoding import FloatArray, IntArray, columns_from_events, timestamp_us
 
 # v2: transaction records hold the after-delay terminal features (9 terminal columns, not 6).
-STATE_VERSION = 2  # bump when the layout of stored state changes; old keys then expire unused
+# v3: transaction records hold a digest of the transaction's content.
+STATE_VERSION = 3  # bump when the layout of stored state changes; old keys then expire unused
 # The delay training assumes when nothing else is said: Settings' default, one source of truth.
 DEFAULT_LABEL_DELAY = timedelta(days=Settings.model_fields["label_delay_days"].default)
 _ONE_US = timedelta(microseconds=1)
@@ -48,6 +54,34 @@ LABELS = {"fraud": 1, "legit": 0}
 
 Features = dict[str, float | None]
 LabelEntry = tuple[int, int, int]  # (transaction time, labelled_at, 1 fraud / 0 legit)
+
+
+DIGEST_BYTES = 16
+
+
+def event_digest(event: Mapping[str, Any]) -> bytes:
+    """A digest of a transaction's content (keys sorted): equal for a redelivery of the same
+    record, different for another transaction reusing its id."""
+    canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.blake2b(canonical, digest_size=DIGEST_BYTES).digest()
+
+
+@dataclass
+class BatchFeatures:
+    """Features per event, in order, and the rows whose transaction id was already taken by
+    other content (their features are the defaults; the caller refuses them)."""
+
+    features: list[dict[str, float | None]]
+    conflicts: list[int]
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """What `apply_labels_checked` did: labels now in effect, and labels refused for being dated
+    before their transaction."""
+
+    applied: int
+    dated_before_transaction: list[str]
 
 
 @dataclass(frozen=True)
@@ -109,6 +143,7 @@ class StoredState:
     """What a store read for a batch; the rows of terminal_counts follow the rows read."""
 
     known: dict[str, FloatArray]  # transaction_id -> recorded features
+    known_digest: dict[str, bytes]  # transaction_id -> digest of the recorded content
     card_history: dict[str, bytes]  # packed CARD_EVENT_DTYPE rows
     terminal_counts: FloatArray  # stored transactions per `terminal_count_offsets` window
     terminal_labels: dict[str, dict[str, LabelEntry]]  # terminal -> transaction -> label
@@ -135,17 +170,31 @@ class FeatureStore(ABC):
         """Features of each event in order, from strictly earlier events; then update the state.
 
         Idempotent per transaction_id: an event seen before (in this or an earlier batch) gets
-        its recorded features back and is not counted again.
+        its recorded features back and is not counted again. (`process` also reports ids reused
+        by other content.)
         """
+        return self.process(events).features
+
+    def process(self, events: Sequence[Mapping[str, Any]], *, write: bool = True) -> BatchFeatures:
+        """`process_batch`, reporting conflicts; with `write=False` nothing is stored (a
+        read-only look, for `POST /predict`)."""
         if not events:
-            return []
+            return BatchFeatures([], [])
         columns = columns_from_events(events)
         _check_card_ids(columns)
+        digests = [event_digest(event) for event in events]
         first_row: dict[str, int] = {}
         for row, transaction_id in enumerate(columns.transaction_id):
             first_row.setdefault(transaction_id, row)
         rows = np.fromiter(first_row.values(), dtype=np.int64, count=len(first_row))
         state = self._read(columns, rows)
+        # An id's content is the recorded one, or else its first occurrence in this batch.
+        conflicts = [
+            row
+            for row, transaction_id in enumerate(columns.transaction_id)
+            if digests[row]
+            != state.known_digest.get(transaction_id, digests[first_row[transaction_id]])
+        ]
         is_new = np.array([tx not in state.known for tx in first_row])
         result = None
         if is_new.any():
@@ -157,14 +206,19 @@ class FeatureStore(ABC):
                 _frauds_by_terminal(state.terminal_labels),
                 label_delay_us=self._label_delay_us,
             )
-            self._write(columns, rows[is_new], result, state)
-        if result is not None and len(rows) == len(columns) and is_new.all():
-            return feature_dicts(result.features)
+            if write:
+                new_rows = rows[is_new]
+                self._write(columns, new_rows, result, state, [digests[r] for r in new_rows])
+        if not conflicts and result is not None and len(rows) == len(columns) and is_new.all():
+            return BatchFeatures(feature_dicts(result.features), [])
         by_transaction = dict(state.known)
         if result is not None:
             new_ids = [columns.transaction_id[row] for row in rows[is_new].tolist()]
             by_transaction.update(zip(new_ids, result.features, strict=True))
-        return feature_dicts(np.stack([by_transaction[tx] for tx in columns.transaction_id]))
+        features = feature_dicts(np.stack([by_transaction[tx] for tx in columns.transaction_id]))
+        for row in conflicts:
+            features[row] = features_without_history(events[row])
+        return BatchFeatures(features, conflicts)
 
     def apply_labels(self, labels: Sequence[Mapping[str, Any]]) -> int:
         """Record confirmed labels for the terminal fraud-rate features.
@@ -175,8 +229,15 @@ class FeatureStore(ABC):
         labels of unknown (or expired) transactions are ignored. Returns how many labels are
         now in effect.
         """
+        return self.apply_labels_checked(labels).applied
+
+    def apply_labels_checked(self, labels: Sequence[Mapping[str, Any]]) -> LabelResult:
+        """`apply_labels`, also naming the labels refused for being dated before their
+        transaction (a verdict cannot precede what it judges)."""
         parsed = parse_labels(labels)
-        return self._write_labels(list(parsed.values())) if parsed else 0
+        if not parsed:
+            return LabelResult(0, [])
+        return self._write_labels(list(parsed.values()))
 
     def default_features(self, event: Mapping[str, Any]) -> Features:
         """Features with no history (degraded mode); needs no state."""
@@ -187,11 +248,16 @@ class FeatureStore(ABC):
 
     @abstractmethod
     def _write(
-        self, columns: EventColumns, rows: IntArray, result: BatchResult, state: StoredState
+        self,
+        columns: EventColumns,
+        rows: IntArray,
+        result: BatchResult,
+        state: StoredState,
+        digests: list[bytes],
     ) -> None: ...
 
     @abstractmethod
-    def _write_labels(self, labels: list[ParsedLabel]) -> int: ...
+    def _write_labels(self, labels: list[ParsedLabel]) -> LabelResult: ...
 
 
 def _check_card_ids(columns: EventColumns) -> None:

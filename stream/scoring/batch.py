@@ -4,6 +4,9 @@ Pure given the model: no Kafka, no Redis. The worker, `POST /predict` and the te
 `score_batch`, so there is one code path from features to decision. Features travel as one
 float matrix (NaN = missing): no DataFrame on the hot path.
 
+Fail closed: a score that is not a probability (NaN, infinite, outside [0, 1]) never approves;
+the transaction goes to review with no score and `score_error` saying why, and is counted.
+
 Latency is counted from when each event entered the system (its Kafka record's timestamp, or
 the arrival of an HTTP request), not from the event's own `timestamp`: that is business time,
 set by whoever produced the event, and a replay or a simulation may run it at any pace.
@@ -49,6 +52,7 @@ class ScoringModel:
 class ScoredBatch:
     decisions: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
+    untrusted: int = 0  # scores that were not a probability (sent to review)
 
 
 def score_batch(
@@ -66,13 +70,15 @@ def score_batch(
     if not events:
         return ScoredBatch([], [])
     matrix = model.matrix(feature_rows)
-    scores = np.asarray(model.predict_proba(matrix), dtype=float)
-    tiers = decide_many(scores, model.thresholds)
-    flagged = [i for i, tier in enumerate(tiers) if tier in ALERT_TIERS]
-    reasons: dict[int, list[dict[str, Any]]] = {}
+    scores = np.asarray(model.predict_proba(matrix), dtype=float).reshape(len(events))
+    untrusted = ~np.isfinite(scores) | (scores < 0.0) | (scores > 1.0)
+    tiers = decide_many(np.where(untrusted, 0.0, scores), model.thresholds)
+    tiers[untrusted] = "review"
+    flagged = [i for i, tier in enumerate(tiers) if tier in ALERT_TIERS and not untrusted[i]]
+    reasons: dict[int, list[dict[str, Any]]] = {i: [] for i in np.flatnonzero(untrusted).tolist()}
     if flagged:
         explained = model.explain(matrix[flagged])
-        reasons = dict(zip(flagged, explained, strict=True))
+        reasons.update(zip(flagged, explained, strict=True))
 
     decided_at = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
     thresholds = model.thresholds.as_dict()
@@ -90,7 +96,7 @@ def score_batch(
             "card_id": event["card_id"],
             "event_time": event["timestamp"],
             "decided_at": decided_at,
-            "score": float(scores[i]),
+            "score": None if untrusted[i] else float(scores[i]),
             "decision": str(tiers[i]),
             "thresholds": thresholds,
             "model": model_ref,
@@ -99,6 +105,8 @@ def score_batch(
             "latency_ms": round(latency_ms, 3),
             "degraded": bool(degraded[i]),
         }
+        if untrusted[i]:
+            decision["score_error"] = f"the model returned {scores[i]!r}, not a probability"
         decisions.append(decision)
         if i in reasons:
             alerts.append(
@@ -117,4 +125,4 @@ def score_batch(
                     "reason_codes": decision["reason_codes"],
                 }
             )
-    return ScoredBatch(decisions, alerts)
+    return ScoredBatch(decisions, alerts, int(untrusted.sum()))

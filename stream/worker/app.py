@@ -1,9 +1,11 @@
-"""The Faust worker: thin agents around `BatchHandler`, plus the HTTP views.
+"""The Faust worker: `BatchHandler` fed whole fetched batches, plus the feedback agent, the
+model poll and the HTTP views.
 
-Agents take micro-batches (`noack_take(n, within)`) and acknowledge a batch's events
-themselves, only once every output of the batch is on the broker (`BatchProducer.deliver`), so
-committed offsets never run ahead of decisions. The scoring agent pipelines: batch N+1 is
-admitted, aggregated and scored while batch N's outputs are still being flushed.
+Transactions bypass Faust's per-event stream: each fetched batch goes to a `PipelinedRoute`
+(stream/worker/batches.py, route.py), which scores batch N+1 while batch N's outputs flush and
+acknowledges a batch's offsets only once every output of it is on the broker
+(`BatchProducer.deliver`), so committed offsets never run ahead of decisions. Faust keeps the
+group, rebalances, commits, timers, web views and the feedback agent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, cast
 
 import faust
 import orjson
+from aiohttp import web
 from confluent_kafka import KafkaException
 from faust.types import StreamT
 from faust.web import Request, Response, View
@@ -25,10 +28,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraud.settings import Settings
 from stream.edge import Admitted, Source
+from stream.worker.batches import BatchApp, FetchedBatch
 from stream.worker.handler import BatchHandler, PreparedBatch, RawMessage
 from stream.worker.metrics import ScorerMetrics
 from stream.worker.models import ModelHolder
 from stream.worker.output import BatchProducer
+from stream.worker.route import PipelinedRoute
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,9 @@ def build_worker(settings: Settings, metrics: ScorerMetrics | None = None) -> Wo
 
     metrics = metrics or ScorerMetrics()
     models = ModelHolder(settings, metrics)
-    producer = BatchProducer(settings.kafka_bootstrap_servers, metrics)
+    producer = BatchProducer(
+        settings.kafka_bootstrap_servers, metrics, dead_letter_topic=settings.topics.dead_letter
+    )
     client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0
     )
@@ -100,35 +107,33 @@ async def _to_the_end(batch: Awaitable[Any]) -> None:
         raise
 
 
-async def score_pipelined(stream: faust.Stream, handler: BatchHandler, settings: Settings) -> None:
-    """Score micro-batches with one batch's delivery overlapping the next batch's scoring.
+def _records(batch: FetchedBatch) -> list[RawMessage]:
+    """aiokafka records (timestamps in milliseconds) as the handler's messages."""
+    return [
+        RawMessage(
+            record.value,
+            Source(record.topic, record.partition, record.offset, record.timestamp / 1000),
+        )
+        for record in batch
+    ]
 
-    At most one batch is in flight, and its delivery is awaited before the next batch is
-    produced, so outputs keep the input order. A batch's events are acknowledged after its
-    delivery: a crash before that leaves their offsets uncommitted and they are read again
-    (at least once; the feature store hands back recorded features for a repeated id).
-    """
-    in_flight: asyncio.Future[None] | None = None
 
-    async def publish_then_ack(batch: PreparedBatch, events: list[Any]) -> None:
-        await handler.publish(batch)
-        for event in events:
-            await stream.ack(event)
-
-    try:
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_within_s):
-            batch = handler.prepare(_messages(events))
-            if in_flight is not None:
-                await _to_the_end(in_flight)
-            in_flight = asyncio.ensure_future(publish_then_ack(batch, list(events)))
-    finally:
-        if in_flight is not None:
-            await _to_the_end(in_flight)
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is larger than `limit` bytes."""
+    native = cast(web.Request, request)
+    if native.content_length is not None and native.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in native.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def create_app(worker: Worker) -> faust.App:
     settings = worker.settings
-    app = faust.App(
+    app = BatchApp(
         settings.consumer_group,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         key_serializer="raw",
@@ -138,8 +143,18 @@ def create_app(worker: Worker) -> faust.App:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         topic_disable_leader=True,
+        # Faust's own pages (/router, /table, /graph, stats) would show internals to anyone
+        # who reaches the port: off. The worker serves /health, /metrics and /predict.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
+        # A fetch hands at most this many records to the route: a full batch when behind, what
+        # has arrived when caught up (small batches, low latency).
+        broker_max_poll_records=settings.batch_size,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
@@ -152,13 +167,37 @@ def create_app(worker: Worker) -> faust.App:
     )
     feedback = app.topic(settings.topics.feedback, key_serializer="raw", value_serializer="raw")
 
-    # noack_take and take_events live on faust.Stream; the StreamT the agent decorator types
-    # its argument as does not declare them. (Feedback is light: take_events acknowledges a
-    # batch after the loop body, which returns once its dead letters are delivered.)
-    @app.agent(transactions, name="score-transactions")
-    async def score_transactions(stream: StreamT[Any]) -> None:
-        await score_pipelined(cast(faust.Stream, stream), worker.handler, settings)
+    async def crash(exc: BaseException) -> None:
+        # A batch that could not be delivered holds back its partition's commits: stop the
+        # worker rather than keep deciding a partition that cannot make progress.
+        await app.crash(exc)
 
+    route: PipelinedRoute[FetchedBatch, PreparedBatch] = PipelinedRoute(
+        prepare=lambda batch: worker.handler.prepare(_records(batch)),
+        deliver=worker.handler.publish,
+        on_done=lambda batch: app.batch_consumer.ack_batch(batch),
+        on_failure=crash,
+    )
+    app.batch_topic(transactions, route)
+
+    async def readiness() -> dict[str, Any]:
+        model = worker.models.current
+        kafka_ok = await worker.kafka_connected()
+        stalled_s = route.oldest_in_flight_s()
+        progressing = stalled_s < settings.stalled_batch_s
+        ready = model is not None and kafka_ok and progressing
+        worker.metrics.ready.set(1 if ready else 0)
+        return {
+            "ready": ready,
+            "kafka": kafka_ok,
+            "progressing": progressing,
+            "oldest_batch_in_flight_s": round(stalled_s, 3),
+            "model": None if model is None else {"name": model.name, "version": model.version},
+        }
+
+    # take_events lives on faust.Stream; the StreamT the agent decorator types its argument as
+    # does not declare it. (Feedback is light: take_events acknowledges a batch after the loop
+    # body, which returns once its dead letters are delivered.)
     @app.agent(feedback, name="apply-feedback")
     async def apply_feedback(stream: StreamT[Any]) -> None:
         async for events in cast(faust.Stream, stream).take_events(settings.batch_size, within=0.5):
@@ -167,23 +206,13 @@ def create_app(worker: Worker) -> faust.App:
     @app.timer(interval=settings.model_poll_interval_s)
     async def poll_model() -> None:
         await worker.models.refresh()
-        # Readiness is exported on every poll, not only when someone asks /health.
-        ready = worker.models.current is not None and await worker.kafka_connected()
-        worker.metrics.ready.set(1 if ready else 0)
+        await readiness()  # exported on every poll, not only when someone asks /health
 
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            model = worker.models.current
-            kafka_ok = await worker.kafka_connected()
-            ready = model is not None and kafka_ok
-            worker.metrics.ready.set(1 if ready else 0)
-            body = {
-                "ready": ready,
-                "kafka": kafka_ok,
-                "model": None if model is None else {"name": model.name, "version": model.version},
-            }
-            return self.json(body, status=200 if ready else 503)
+            body = await readiness()
+            return self.json(body, status=200 if body["ready"] else 503)
 
     @app.page("/metrics")
     class Metrics(View):
@@ -197,7 +226,12 @@ def create_app(worker: Worker) -> faust.App:
         """Score one transaction inline (same path as the stream); not published to `decisions`."""
 
         async def post(self, request: Request) -> Response:
-            raw = await self.read_request_content(request)
+            raw = await _bounded_body(request, settings.edge_max_bytes)
+            if raw is None:
+                return self.json(
+                    {"error": f"request body larger than {settings.edge_max_bytes} bytes"},
+                    status=413,
+                )
             result = worker.handler.admit(raw, Source("http", 0, 0, time.time()))
             if not isinstance(result, Admitted):
                 return self.json(
@@ -210,7 +244,8 @@ def create_app(worker: Worker) -> faust.App:
                 )
             if worker.models.current is None:
                 return self.json({"error": "no model loaded"}, status=503)
-            scored = worker.handler.score([result])
+            # Read-only: a request may look at the aggregates, never add to them.
+            scored = worker.handler.score([result], write=False)
             return self.bytes(orjson.dumps(scored.decisions[0]), content_type="application/json")
 
     return app

@@ -1,7 +1,17 @@
 """One micro-batch, start to finish: admit, aggregate, score, write. Independent of Faust.
 
-`handle` never raises: a failure inside a batch turns its events into dead-letter records
-(reason `processing_error`) so the batch's offsets can be acknowledged without losing anything.
+Nothing an input holds can stop the batch or take its batch-mates with it:
+- every event is admitted on its own (`stream.edge`): a bad one becomes a dead letter;
+- event times are checked against the stream's clock (`stream.edge.times`);
+- aggregation and scoring run on the whole batch, and when that raises, the batch is split in
+  halves until the failing events are alone: each of them is dead-lettered (`processing_error`,
+  with the exception's type) and the others are decided;
+- a transaction id reused by other content is refused (`duplicate_id`; the first decision
+  stands), a true redelivery gets its recorded features back;
+- `prepare` never raises: an unexpected failure of the batch itself is logged, counted
+  (`fraud_batch_failures_total`, alerted on) and the batch's inputs are dead-lettered.
+
+Feedback gets the same treatment, record by record.
 """
 
 from __future__ import annotations
@@ -19,7 +29,18 @@ import orjson
 from fraud.errors import ValidationError
 from fraud.settings import Settings
 from schemas import validator
-from stream.edge import Admitted, DeadLetter, Source, admit, dead_letter
+from stream.edge import (
+    Admitted,
+    DeadLetter,
+    EdgeLimits,
+    EventTimeGuard,
+    Source,
+    Stamped,
+    admit,
+    dead_letter,
+    instant_us,
+    walk,
+)
 from stream.features import FeatureStore
 from stream.scoring import ScoredBatch, score_batch
 from stream.worker.metrics import ScorerMetrics
@@ -27,6 +48,8 @@ from stream.worker.models import ModelHolder
 from stream.worker.output import BatchProducer
 
 log = logging.getLogger(__name__)
+
+Record = tuple[str, bytes | None, bytes]
 
 
 @dataclass(frozen=True)
@@ -41,7 +64,7 @@ class PreparedBatch:
 
     scored: ScoredBatch
     dead: list[DeadLetter]
-    records: list[tuple[str, bytes | None, bytes]]
+    records: list[Record]
 
 
 class BatchHandler:
@@ -61,6 +84,13 @@ class BatchHandler:
         self._validate_tx = validator("transaction")
         self._validate_feedback = validator("feedback")
         self._pan_key = settings.pan_hash_key.get_secret_value().encode()
+        self.limits = EdgeLimits(
+            max_bytes=settings.edge_max_bytes,
+            max_depth=settings.edge_max_depth,
+            max_fields=settings.edge_max_fields,
+            max_string=settings.edge_max_string,
+        )
+        self.event_times = EventTimeGuard(max_lead_us=int(settings.event_time_max_lead_s * 1e6))
         self._redis_down_until = 0.0
         # Events decided with default aggregates, oldest first, waiting for Redis to return.
         self._backlog: deque[dict[str, Any]] = deque()
@@ -68,12 +98,28 @@ class BatchHandler:
     # -- transactions -------------------------------------------------------------------
 
     def admit(self, raw: bytes | None, source: Source) -> Admitted | DeadLetter:
-        return admit(raw, source, self._validate_tx, self._pan_key)
+        """One input through the edge; never raises."""
+        try:
+            return admit(raw, source, self._validate_tx, self._pan_key, self.limits)
+        except Exception as exc:  # the edge's own bug: park the input, keep the batch going
+            log.exception("admission failed for %s[%d]@%d", *_where(source))
+            return self._processing_error(raw or b"", source, exc)
+
+    def _processing_error(self, raw: bytes, source: Source, exc: BaseException) -> DeadLetter:
+        return dead_letter(
+            "processing_error",
+            raw,
+            source,
+            f"{type(exc).__name__}: {exc}",
+            key=self._pan_key,
+            exception=type(exc).__name__,
+        )
 
     def features(
-        self, events: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, float | None]], list[bool]]:
-        """Aggregates from Redis, or defaults (degraded) while Redis is unreachable or failing.
+        self, events: list[dict[str, Any]], *, write: bool = True
+    ) -> tuple[list[dict[str, float | None]], list[bool], list[int]]:
+        """Aggregates from Redis, or defaults (degraded) while Redis is unreachable or failing;
+        also the rows whose transaction id was taken by other content.
 
         Any Redis error degrades, not only a lost connection: a full Redis (OOM), a read-only
         replica after a failover or a busy script answer with an error reply, and a decision
@@ -84,15 +130,18 @@ class BatchHandler:
 
         if time.monotonic() >= self._redis_down_until:
             try:
-                self._backfill()
-                return self.store.process_batch(events), [False] * len(events)
+                if write:
+                    self._backfill()
+                result = self.store.process(events, write=write)
+                return result.features, [False] * len(events), result.conflicts
             except redis.RedisError as exc:
                 self.metrics.redis_errors.inc()
                 self._redis_down_until = time.monotonic() + self.settings.redis_retry_s
                 log.warning("redis failed (%r); deciding with default aggregates", exc)
         self.metrics.degraded.inc(len(events))
-        self._keep_for_backfill(events)
-        return [self.store.default_features(event) for event in events], [True] * len(events)
+        if write:
+            self._keep_for_backfill(events)
+        return [self.store.default_features(event) for event in events], [True] * len(events), []
 
     def _keep_for_backfill(self, events: list[dict[str, Any]]) -> None:
         self._backlog.extend(events)
@@ -106,32 +155,117 @@ class BatchHandler:
         """Fold the events decided during an outage into the aggregates, oldest first, before
         the current batch (so a card's history stays in time order). Their decisions stand;
         the store only records them (idempotent per transaction id, so a chunk retried after a
-        failure is not counted twice)."""
+        failure is not counted twice). Every event here was admitted by the edge, so only Redis
+        can fail a chunk; should anything else fail, the chunk is dropped and counted rather
+        than block every later batch."""
+        import redis
+
         if self._backlog:
             log.info("redis is back; adding %d transactions decided without it", len(self._backlog))
         while self._backlog:
             events = [self._backlog[i] for i in range(min(chunk, len(self._backlog)))]
-            self.store.process_batch(events)
+            try:
+                self.store.process(events)
+            except redis.RedisError:
+                raise
+            except Exception:
+                log.exception("backfill of %d transactions failed; they are dropped", len(events))
+                self.metrics.backfill_dropped.inc(len(events))
+            else:
+                self.metrics.backfilled.inc(len(events))
             for _ in events:
                 self._backlog.popleft()
-            self.metrics.backfilled.inc(len(events))
 
-    def score(self, admitted: list[Admitted]) -> ScoredBatch:
+    def score(self, admitted: list[Admitted], *, write: bool = True) -> ScoredBatch:
+        """Aggregate and score admitted events (raises on failure; see `_score_isolated`)."""
+        batch, _conflicts = self._score(admitted, write=write)
+        return batch
+
+    def _score(
+        self, admitted: list[Admitted], *, write: bool = True
+    ) -> tuple[ScoredBatch, list[int]]:
         model = self.models.current  # one version for the whole batch
         if model is None:
             raise RuntimeError("no model loaded")
         events = [item.event for item in admitted]
-        feature_rows, degraded = self.features(events)
+        feature_rows, degraded, conflicts = self.features(events, write=write)
         now = datetime.now(UTC)
         arrived = [
             now.timestamp() if item.source.timestamp is None else item.source.timestamp
             for item in admitted
         ]
-        return score_batch(model, events, feature_rows, degraded, now, arrived)
+        if conflicts:
+            keep = sorted(set(range(len(admitted))) - set(conflicts))
+            events = [events[i] for i in keep]
+            feature_rows = [feature_rows[i] for i in keep]
+            degraded = [degraded[i] for i in keep]
+            arrived = [arrived[i] for i in keep]
+        scored = score_batch(model, events, feature_rows, degraded, now, arrived)
+        if scored.untrusted:
+            self.metrics.untrusted_scores.inc(scored.untrusted)
+        return scored, conflicts
+
+    def _score_isolated(self, admitted: list[Admitted]) -> tuple[ScoredBatch, list[DeadLetter]]:
+        """Score the batch; when that raises, split it until each failing event is alone and
+        dead-letter those events, so that their batch-mates are still decided (in order)."""
+        try:
+            scored, conflicts = self._score(admitted)
+        except Exception as exc:  # noqa: BLE001 - isolated below, one event at a time
+            if len(admitted) == 1:
+                item = admitted[0]
+                log.warning("an event failed aggregation or scoring: %r", exc)
+                return ScoredBatch([], []), [self._processing_error(_raw(item), item.source, exc)]
+            middle = len(admitted) // 2
+            first, first_dead = self._score_isolated(admitted[:middle])
+            second, second_dead = self._score_isolated(admitted[middle:])
+            merged = ScoredBatch(
+                first.decisions + second.decisions,
+                first.alerts + second.alerts,
+                first.untrusted + second.untrusted,
+            )
+            return merged, first_dead + second_dead
+        dead = [
+            dead_letter(
+                "duplicate_id",
+                _raw(admitted[row]),
+                admitted[row].source,
+                f"transaction id {admitted[row].event['transaction_id']!r} was already decided "
+                "with other content; the first decision stands",
+                "transaction_id",
+                "unique",
+                key=self._pan_key,
+            )
+            for row in conflicts
+        ]
+        return scored, dead
 
     def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
-        """Admit, aggregate and score a batch: everything but the output. Never raises: a
-        failure while scoring parks the batch's events on the dead-letter topic instead."""
+        """Admit, aggregate and score a batch: everything but the output. Never raises."""
+        try:
+            return self._prepare(messages)
+        except Exception:  # a bug at batch level: park every input, count it, go on
+            log.exception(
+                "batch of %d failed; its inputs go to the dead-letter topic", len(messages)
+            )
+            self.metrics.batch_failures.inc()
+            dead = []
+            for message in messages:
+                try:
+                    dead.append(
+                        dead_letter(
+                            "processing_error",
+                            message.value or b"",
+                            message.source,
+                            "the batch failed; see the worker log",
+                            key=self._pan_key,
+                        )
+                    )
+                except Exception:
+                    log.exception("could not dead-letter an input of a failed batch")
+            empty = ScoredBatch([], [])
+            return PreparedBatch(empty, dead, self._records(empty, dead))
+
+    def _prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
         self.metrics.batch_size.observe(len(messages))
         admitted: list[Admitted] = []
         dead: list[DeadLetter] = []
@@ -143,16 +277,43 @@ class BatchHandler:
                     self.metrics.pan_tokenized.inc(len(result.tokenized_fields))
             else:
                 dead.append(result)
+        admitted, late = self._check_event_times(admitted)
+        dead.extend(late)
         scored = ScoredBatch([], [])
         if admitted:
-            try:
-                scored = self.score(admitted)
-            except Exception as exc:  # a bug must not lose the batch: park it on the DLQ
-                log.exception("scoring failed for a batch of %d", len(admitted))
-                for item in admitted:
-                    raw = orjson.dumps(item.event)
-                    dead.append(dead_letter("processing_error", raw, item.source, repr(exc)))
+            scored, failed = self._score_isolated(admitted)
+            dead.extend(failed)
         return PreparedBatch(scored, dead, self._records(scored, dead))
+
+    def _check_event_times(
+        self, admitted: list[Admitted]
+    ) -> tuple[list[Admitted], list[DeadLetter]]:
+        stamped = [
+            Stamped(
+                (item.source.topic, item.source.partition),
+                item.event_time_us,
+                None if item.source.timestamp is None else int(item.source.timestamp * 1e6),
+            )
+            for item in admitted
+        ]
+        verdicts = self.event_times.check(stamped, int(time.time() * 1e6))
+        kept, dead = [], []
+        for item, verdict in zip(admitted, verdicts, strict=True):
+            if verdict is None:
+                kept.append(item)
+            else:
+                dead.append(
+                    dead_letter(
+                        "event_time",
+                        _raw(item),
+                        item.source,
+                        verdict,
+                        "timestamp",
+                        "plausible",
+                        key=self._pan_key,
+                    )
+                )
+        return kept, dead
 
     async def publish(self, batch: PreparedBatch) -> None:
         """Return once every output of the batch is on the broker; count it then."""
@@ -165,11 +326,9 @@ class BatchHandler:
         await self.publish(batch)
         return batch.scored
 
-    def _records(
-        self, scored: ScoredBatch, dead: list[DeadLetter]
-    ) -> list[tuple[str, bytes | None, bytes]]:
+    def _records(self, scored: ScoredBatch, dead: list[DeadLetter]) -> list[Record]:
         topics = self.settings.topics
-        records: list[tuple[str, bytes | None, bytes]] = []
+        records: list[Record] = []
         for decision in scored.decisions:
             records.append((topics.decisions, decision["card_id"].encode(), orjson.dumps(decision)))
         for alert in scored.alerts:
@@ -187,36 +346,53 @@ class BatchHandler:
         for tier, count in Counter(d["decision"] for d in scored.decisions).items():
             m.decisions.labels(tier).inc(count)
         for decision in scored.decisions:
-            m.score.observe(decision["score"])
+            if decision["score"] is not None:
+                m.score.observe(decision["score"])
             m.latency.observe(decision["latency_ms"] / 1000)
 
     # -- feedback -----------------------------------------------------------------------
 
     async def handle_feedback(self, messages: Sequence[RawMessage]) -> int:
-        """Confirmed labels update the terminal risk aggregates; bad records are dead-lettered."""
+        """Confirmed labels update the terminal risk aggregates; every bad record is
+        dead-lettered on its own and the good ones of its batch still apply."""
         import redis
 
-        labels: list[dict[str, Any]] = []
+        labels: list[tuple[dict[str, Any], RawMessage]] = []
         dead: list[DeadLetter] = []
         for message in messages:
-            raw = message.value or b""
-            try:
-                labels.append(self._validate_feedback(orjson.loads(raw)))
-            except orjson.JSONDecodeError as exc:
-                dead.append(dead_letter("invalid_json", raw, message.source, str(exc)))
-            except ValidationError as exc:
-                dead.append(
-                    dead_letter("schema", raw, message.source, str(exc), exc.field, exc.rule)
-                )
+            checked = self._check_label(message)
+            if isinstance(checked, DeadLetter):
+                dead.append(checked)
+            else:
+                labels.append((checked, message))
         applied = 0
         if labels:
             try:
-                applied = self.store.apply_labels(labels)
+                result = self.store.apply_labels_checked([label for label, _ in labels])
+                applied = result.applied
+                early = set(result.dated_before_transaction)
+                for label, message in labels:
+                    if label["transaction_id"] in early:
+                        dead.append(
+                            self._feedback_dead(
+                                "label_time",
+                                message,
+                                "labelled_at is before the transaction it judges",
+                                "labelled_at",
+                            )
+                        )
             except redis.RedisError as exc:
                 # Labels are also kept on the feedback topic for retraining; the online
                 # terminal aggregates miss them until Redis is back.
                 self.metrics.redis_errors.inc()
                 log.warning("redis failed for %d labels: %r", len(labels), exc)
+            except Exception as exc:  # a bug: the labels stay on the topic for retraining
+                log.exception("applying %d labels failed", len(labels))
+                self.metrics.batch_failures.inc()
+                dead.extend(
+                    self._processing_error(message.value or b"", message.source, exc)
+                    for _, message in labels
+                )
         if dead:
             await self.producer.deliver(
                 [(self.settings.topics.dead_letter, None, orjson.dumps(d.record)) for d in dead]
@@ -224,3 +400,73 @@ class BatchHandler:
             for item in dead:
                 self.metrics.dead_letters.labels(item.reason).inc()
         return applied
+
+    def _check_label(self, message: RawMessage) -> dict[str, Any] | DeadLetter:
+        """A feedback record that passes the edge, its contract and the time and source rules,
+        or its dead letter."""
+        raw = message.value or b""
+        try:
+            if len(raw) > self.limits.max_bytes:
+                return self._feedback_dead("too_large", message, f"{len(raw)} bytes", None)
+            record = orjson.loads(raw)
+            if not isinstance(record, dict):
+                return self._feedback_dead("schema", message, "not a JSON object", "<record>")
+            shape = walk(record, self.limits)
+            if shape.broken is not None:
+                return self._feedback_dead(shape.broken[0], message, shape.broken[1], None)
+            # A card number in a note is never stored: only the id, verdict and time are.
+            label: dict[str, Any] = self._validate_feedback(record)
+        except orjson.JSONDecodeError as exc:
+            return self._feedback_dead("invalid_json", message, f"not valid JSON: {exc}", None)
+        except ValidationError as exc:
+            return dead_letter(
+                "schema",
+                raw,
+                message.source,
+                str(exc),
+                exc.field,
+                exc.rule,
+                key=self._pan_key,
+            )
+        except Exception as exc:  # noqa: BLE001 - one record's bug never stops the others
+            return self._processing_error(raw, message.source, exc)
+        labelled_at = instant_us(label["labelled_at"])
+        if labelled_at is None:
+            return self._feedback_dead(
+                "schema", message, "labelled_at is not a real instant", "labelled_at"
+            )
+        lead_us = int(self.settings.event_time_max_lead_s * 1e6)
+        if labelled_at > int(time.time() * 1e6) + lead_us:
+            return self._feedback_dead(
+                "label_time", message, "labelled_at is in the future", "labelled_at"
+            )
+        if (
+            label["source"] == "chargeback"
+            and label["analyst_id"] not in self.settings.chargeback_analysts
+        ):
+            return self._feedback_dead(
+                "label_source",
+                message,
+                f"chargebacks come only from {self.settings.chargeback_analysts}",
+                "analyst_id",
+            )
+        return label
+
+    def _feedback_dead(
+        self, reason: str, message: RawMessage, error: str, field: str | None
+    ) -> DeadLetter:
+        return dead_letter(
+            reason, message.value or b"", message.source, error, field, reason, key=self._pan_key
+        )
+
+
+def _where(source: Source) -> tuple[str, int, int]:
+    return source.topic, source.partition, source.offset
+
+
+def _raw(item: Admitted) -> bytes:
+    """An admitted event as bytes for its dead letter (card numbers already tokenised)."""
+    try:
+        return orjson.dumps(item.event)
+    except TypeError:  # deeper than the serializer goes: the edge's limits prevent it
+        return b"<unserializable>"

@@ -9,7 +9,21 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 OUTCOMES = ("decided", "dead_lettered")
-DEAD_LETTER_REASONS = ("invalid_json", "schema", "card_number", "processing_error")
+DEAD_LETTER_REASONS = (
+    "invalid_json",
+    "schema",
+    "card_number",
+    "processing_error",
+    "too_large",
+    "too_deep",
+    "too_many_fields",
+    "too_long",
+    "event_time",
+    "duplicate_id",
+    "label_time",
+    "label_source",
+    "output_too_large",
+)
 DECISIONS = ("approve", "review", "decline")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -51,6 +65,16 @@ class ScorerMetrics:
             "fraud_degraded_backfill_dropped",
             "Transactions decided while Redis was unavailable that the aggregates will miss "
             "(the in-memory backlog was full)",
+            registry=r,
+        )
+        self.untrusted_scores = Counter(
+            "fraud_untrusted_scores",
+            "Scores that were not a probability (NaN, infinite, outside [0, 1]): sent to review",
+            registry=r,
+        )
+        self.batch_failures = Counter(
+            "fraud_batch_failures",
+            "Batches that failed as a whole (a bug): their inputs were dead-lettered",
             registry=r,
         )
         self.produce_retries = Counter(

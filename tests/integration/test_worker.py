@@ -89,3 +89,17 @@ def test_predict_and_health(worker_env):
             response.json()["field"] == "amount" and "exclusiveMinimum" in response.json()["error"]
         )
         assert httpx.post(worker.url("/predict"), content=b"{not json").status_code == 400
+
+        # Read-only: asking twice about the same card changes nothing it sees.
+        probe = dict(events[2], transaction_id="tx-probe")
+        first = httpx.post(worker.url("/predict"), content=orjson.dumps(probe)).json()
+        again = httpx.post(
+            worker.url("/predict"), content=orjson.dumps(dict(probe, transaction_id="tx-probe-2"))
+        ).json()
+        assert first["features"] == again["features"]
+        # Bounded: a body over the record limit is refused before it is read whole.
+        huge = b'{"x": "' + b"a" * (70 * 1024) + b'"}'
+        assert httpx.post(worker.url("/predict"), content=huge).status_code == 413
+        # Faust's own debug pages are off.
+        for path in ("/router/", "/table/", "/graph/", "/stats/"):
+            assert httpx.get(worker.url(path)).status_code == 404, path

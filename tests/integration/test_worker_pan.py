@@ -84,9 +84,9 @@ class Inputs:
             self.add(dict(event, card_id=int(self.pan())), "decision")
         for event in self.events(5):  # a top-level field holding only a card number
             self.add(dict(event, device_id=self.pan()), "decision")
-        for event in self.events(5):  # inside free text: cannot be tokenised, dead-lettered
+        for event in self.events(5):  # inside free text: tokenised where it stands
             note = f"cardholder read out {self.pan()} on the phone"
-            self.add(dict(event, note=note), "card_number")
+            self.add(dict(event, note=note), "decision")
         for event in self.events(5):  # nested
             self.add(dict(event, extra={"payment": {"pan": self.pan()}}), "card_number")
         for event in self.events(5):  # broken JSON, cut just after the card number
@@ -179,7 +179,7 @@ def test_no_card_number_leaves_the_edge(worker_env, consume_raw, redis_client):
     assert len(decided) == len({d["transaction_id"] for d in decided}) == inputs.expected_decisions
     assert Counter(orjson.loads(r.value)["reason"] for r in dead) == inputs.expected_dead
     assert sum(d["card_id"].startswith("tok_") for d in decided) == 20
-    assert metrics["fraud_pan_tokenized_total"] == 25  # 15 + 5 card ids, 5 device ids
+    assert metrics["fraud_pan_tokenized_total"] == 30  # 15 + 5 card ids, 5 devices, 5 notes
     assert alerts, "no alerts: the scan would miss that topic"
 
     leaks = {}
@@ -204,10 +204,10 @@ def test_no_card_number_leaves_the_edge(worker_env, consume_raw, redis_client):
         + [log.encode()]
     )
     assert not [pan for pan in inputs.pans if pan.encode() in everything]
-    # Dead letters keep the masked form, so the event can still be traced: the 20 events that
+    # Dead letters keep the masked form, so the event can still be traced: the 15 events that
     # could not be decided and the unusable label (the valid label's number is dropped).
     dead_raw = b"".join(r.value for r in dead).decode()
-    dead_lettered = [*inputs.pans[25:45], inputs.pans[46]]
+    dead_lettered = [*inputs.pans[30:45], inputs.pans[46]]
     assert [pan for pan in dead_lettered if mask(pan) not in dead_raw] == []
 
 

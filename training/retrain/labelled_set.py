@@ -17,16 +17,23 @@ simulated analysts may release labels stamped up to their chargeback delay after
 transaction, which moves as_of that far on, and a transaction older than as_of minus the label
 delay (longer than that chargeback delay) had its labels released all the same.
 
+`as_of` never passes the wall clock: a label dated in the future (a clock gone wrong, a
+hostile record) can neither move it on nor win a transaction's label (`as_of_clamped`).
+
 Rules, in the order they apply:
-1. Feedback that is not JSON or breaks schemas/v1/feedback.json is counted `invalid` and dropped.
+1. Feedback that is not JSON or breaks schemas/v1/feedback.json is counted `invalid` and dropped;
+   so is a chargeback from an analyst id the deployment does not list as its chargeback feed
+   (`settings.chargeback_analysts`; counted `bad_source`).
 2. Feedback labelled after `as_of` had not arrived then: counted `after_as_of`, dropped (so an
    assembly at a past `as_of` gives the same set later).
-3. Per transaction the latest label wins, by labelled_at, then by position in the topic (all
+3. A label dated before its transaction's event time judges nothing: counted
+   `before_transaction`, dropped.
+4. Per transaction the latest label wins, by labelled_at, then by position in the topic (all
    records of a transaction share a partition, key = transaction id). Extra records for a
    transaction count as `duplicates`; transactions whose records disagree are `conflicts`.
-4. The winning label joins the transaction's first decision (earliest decided_at, then position;
+5. The winning label joins the transaction's first decision (earliest decided_at, then position;
    later ones are at-least-once repeats). No decision: counted `without_decision`.
-5. Only transactions older than the label delay are kept (event_time <= as_of - label_delay):
+6. Only transactions older than the label delay are kept (event_time <= as_of - label_delay):
    younger ones may still get a chargeback, so their labels are not final (`too_recent`).
 
 The frame has transaction_id, event_time, model_version, label (1 = fraud), source, then the
@@ -36,7 +43,7 @@ feature columns exactly as the scorer logged them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,9 +79,12 @@ class AssemblyReport:
     as_of: str
     label_delay_days: float
     as_of_source: str = "given"  # or "newest decision", "newest label", "wall clock"
+    as_of_clamped: bool = False  # the topics' newest moment was after the wall clock
     feedback_read: int = 0
     invalid: int = 0
+    bad_source: int = 0
     after_as_of: int = 0
+    before_transaction: int = 0
     duplicates: int = 0
     conflicts: int = 0
     conflict_ids: list[str] = field(default_factory=list)
@@ -133,14 +143,25 @@ class EventClock:
 
 
 def latest_moment(
-    newest_decision: datetime | None, feedback: Iterable[TopicRecord]
+    newest_decision: datetime | None,
+    feedback: Iterable[TopicRecord],
+    now: datetime | None = None,
 ) -> tuple[datetime, str]:
     """The default as-of and where it came from: the newest decision's event_time or the newest
-    valid label's labelled_at, whichever is later; the wall clock when there is neither."""
+    valid label's labelled_at, whichever is later; the wall clock when there is neither.
+
+    A label dated after the wall clock does not count: one label dated far ahead (year 9999)
+    would otherwise move the as-of and turn every recent undisputed decision into a
+    presumed-legit row."""
+    now = now or datetime.now(UTC)
     labelled = [
-        parse_utc(parsed["labelled_at"])
-        for parsed in (_parse(record, "feedback") for record in feedback)
-        if parsed is not None
+        moment
+        for moment in (
+            parse_utc(parsed["labelled_at"])
+            for parsed in (_parse(record, "feedback") for record in feedback)
+            if parsed is not None
+        )
+        if moment <= now
     ]
     newest_label = max(labelled, default=None)
     if newest_label is not None and (newest_decision is None or newest_label > newest_decision):
@@ -162,9 +183,14 @@ def _parse(record: TopicRecord, kind: str) -> dict[str, Any] | None:
 
 
 def latest_labels(
-    feedback: Iterable[TopicRecord], as_of: datetime, report: AssemblyReport
+    feedback: Iterable[TopicRecord],
+    as_of: datetime,
+    report: AssemblyReport,
+    event_times: Mapping[str, datetime] | None = None,
+    chargeback_analysts: Collection[str] = ("chargeback",),
 ) -> dict[str, _Label]:
-    """Rules 1-3: the winning label of each transaction; counts go into `report`."""
+    """Rules 1-4: the winning label of each transaction; counts go into `report`.
+    `event_times` (transaction id -> event time) lets labels dated before it be dropped."""
     by_transaction: dict[str, list[_Label]] = {}
     for record in feedback:
         report.feedback_read += 1
@@ -179,9 +205,16 @@ def latest_labels(
         if parsed is None:
             report.invalid += 1
             continue
+        if parsed["source"] == "chargeback" and parsed["analyst_id"] not in chargeback_analysts:
+            report.bad_source += 1
+            continue
         labelled_at = parse_utc(parsed["labelled_at"])
         if labelled_at > as_of:
             report.after_as_of += 1
+            continue
+        event_time = None if event_times is None else event_times.get(parsed["transaction_id"])
+        if event_time is not None and labelled_at < event_time:
+            report.before_transaction += 1
             continue
         label = _Label(
             parsed["transaction_id"],
@@ -248,8 +281,11 @@ def assemble_labelled_set(
     label_delay: timedelta,
     feature_names: Sequence[str] | None = None,
     presume_unlabelled_legit: bool = False,
+    chargeback_analysts: Collection[str] = ("chargeback",),
+    wall_clock: datetime | None = None,
 ) -> tuple[pd.DataFrame, AssemblyReport]:
-    """The labelled set and its report (rules in the module docstring). Pure: no I/O.
+    """The labelled set and its report (rules in the module docstring). Pure but for the
+    wall clock (`wall_clock`, default now), which `as_of` never passes.
 
     `as_of` defaults to the newest event_time of `decisions` or labelled_at of `feedback`,
     whichever is later (see the module docstring). `feature_names` fixes the feature columns and their order (a feature a decision did not log
@@ -262,22 +298,33 @@ def assemble_labelled_set(
     if label_delay < timedelta(0):
         raise ValidationError(f"label_delay must be >= 0, got {label_delay}", field="label_delay")
     source = "given"
+    feedback, decisions = list(feedback), list(decisions)
     if as_of is None:
-        feedback, decisions = list(feedback), list(decisions)
         clock = EventClock()
         for record in decisions:
             clock.see(record.value)
-        as_of, source = latest_moment(clock.newest, feedback)
+        as_of, source = latest_moment(clock.newest, feedback, wall_clock)
     as_of = as_of.astimezone(UTC)
+    now = (wall_clock or datetime.now(UTC)).astimezone(UTC)
+    clamped = as_of > now
+    as_of = min(as_of, now)
     cutoff = as_of - label_delay
     report = AssemblyReport(
         as_of=as_of.isoformat().replace("+00:00", "Z"),
         label_delay_days=label_delay / timedelta(days=1),
         as_of_source=source,
+        as_of_clamped=clamped,
     )
-    winners = latest_labels(feedback, as_of, report)
-    wanted = None if presume_unlabelled_legit else set(winners)
+    labelled = {tid for tid in map(_transaction_id_of, feedback) if tid is not None}
+    wanted = None if presume_unlabelled_legit else labelled
     joined = first_decisions(decisions, wanted, report)
+    winners = latest_labels(
+        feedback,
+        as_of,
+        report,
+        {tx: decision.event_time for tx, decision in joined.items()},
+        chargeback_analysts,
+    )
 
     rows: list[tuple[str, _Decision, int, str]] = []
     used: list[datetime] = []
@@ -421,6 +468,7 @@ def load_labelled_set(
         label_delay=label_delay,
         feature_names=feature_names,
         presume_unlabelled_legit=presume_unlabelled_legit,
+        chargeback_analysts=settings.chargeback_analysts,
     )
     report.as_of_source = source
     return frame, report

@@ -55,11 +55,11 @@ class FlakyStore(InMemoryFeatureStore):
         self.down = False
         self.batches: list[list[str]] = []
 
-    def process_batch(self, events: Sequence[Mapping[str, Any]]) -> list[Any]:
+    def process(self, events: Sequence[Mapping[str, Any]], *, write: bool = True) -> Any:
         if self.down:
             raise redis.ConnectionError("connection refused")
         self.batches.append([e["transaction_id"] for e in events])
-        return super().process_batch(events)
+        return super().process(events, write=write)
 
 
 def make(
@@ -86,7 +86,12 @@ def test_good_and_bad_events_in_one_batch() -> None:
     good = [event(i, amount=100.0 * (i + 1)) for i in range(6)]
     missing = {k: v for k, v in event(90).items() if k != "amount"}
     batch = messages(
-        [*good, b'{"transaction_id": "tx-broken"', missing, event(91, note=f"card {PAN}")]
+        [
+            *good,
+            b'{"transaction_id": "tx-broken"',
+            missing,
+            event(91, extra={"note": f"card {PAN}"}),
+        ]
     )
     handle(handler, batch)
 
@@ -215,3 +220,132 @@ def test_prepare_then_publish_is_handle(size: int) -> None:
     assert producer.records == []  # nothing leaves before publish
     asyncio.run(handler.publish(batch))
     assert len(producer.values("decisions")) == size
+
+
+# -- hostile inputs: one bad event never takes its batch-mates ------------------------------
+
+
+class PoisonStore(InMemoryFeatureStore):
+    """Fails any batch holding one of `poison` (an aggregation bug triggered by one event)."""
+
+    def __init__(self, poison: set[str]) -> None:
+        super().__init__()
+        self.poison = poison
+
+    def process(self, events: Sequence[Mapping[str, Any]], *, write: bool = True) -> Any:
+        if any(e["transaction_id"] in self.poison for e in events):
+            raise ValueError("kernel failed on a value")
+        return super().process(events, write=write)
+
+
+def test_an_event_that_breaks_aggregation_is_dead_lettered_alone() -> None:
+    handler, producer, _metrics = make(PoisonStore({"tx-13"}))
+    handle(handler, messages([event(i) for i in range(40)]))
+    decided = [d["transaction_id"] for d in producer.values("decisions")]
+    assert decided == [f"tx-{i}" for i in range(40) if i != 13]
+    [dead] = producer.values("transactions.dlq")
+    assert (dead["reason"], dead["exception"]) == ("processing_error", "ValueError")
+
+
+def test_impossible_and_far_future_times_poison_nothing() -> None:
+    store = InMemoryFeatureStore()
+    handler, producer, _metrics = make(store)
+    batch = [event(i, card="card-9") for i in range(10)]
+    batch[3] = {**batch[3], "timestamp": "2026-13-45T99:99:99Z"}
+    batch[6] = {**batch[6], "timestamp": "9999-12-31T23:59:59Z"}
+    handle(handler, messages(batch))
+    assert len(producer.values("decisions")) == 8
+    reasons = sorted(d["reason"] for d in producer.values("transactions.dlq"))
+    assert reasons == ["event_time", "schema"]
+    handle(handler, messages([event(20, card="card-9")], first_offset=10))
+    assert producer.values("decisions")[-1]["features"]["card_count_24h"] == 8  # nothing wiped
+
+
+def test_a_reused_transaction_id_is_refused_and_the_first_decision_stands() -> None:
+    handler, producer, _metrics = make()
+    handle(handler, messages([event(1, amount=20.0)]))
+    handle(handler, messages([event(1, amount=900.0), event(1, amount=20.0)], first_offset=1))
+    decisions = producer.values("decisions")
+    assert [d["features"]["amount"] for d in decisions] == [20.0, 20.0]  # and the redelivery
+    [dead] = producer.values("transactions.dlq")
+    assert (dead["reason"], dead["field"]) == ("duplicate_id", "transaction_id")
+
+
+def test_a_score_that_is_not_a_probability_never_approves() -> None:
+    handler, producer, metrics = make()
+    handler.models = holding(fixed_model(score=lambda f: float("nan")))
+    handle(handler, messages([event(1)]))
+    [decision] = producer.values("decisions")
+    assert decision["decision"] == "review" and decision["score"] is None
+    assert "score_error" in decision
+    validator("decision")(decision)
+    assert count(metrics, "fraud_untrusted_scores_total") == 1
+
+
+def test_a_failure_of_the_batch_itself_parks_its_inputs_and_is_counted(monkeypatch) -> None:
+    handler, _producer, metrics = make()
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(handler, "_check_event_times", broken)
+    prepared = handler.prepare(messages([event(1), event(2)]))
+    assert [d.reason for d in prepared.dead] == ["processing_error"] * 2
+    assert count(metrics, "fraud_batch_failures_total") == 1
+
+
+def test_a_bad_event_in_the_outage_backlog_blocks_nothing() -> None:
+    store = FlakyStore()
+    handler, producer, metrics = make(store)
+    store.down = True
+    handle(handler, messages([event(1), event(2)]))
+    store.down = False
+    original = store.process
+
+    def poisoned(events: Sequence[Mapping[str, Any]], *, write: bool = True) -> Any:
+        if any(e["transaction_id"] == "tx-1" for e in events):
+            raise ValueError("bad backlog event")
+        return original(events, write=write)
+
+    store.process = poisoned  # type: ignore[method-assign]
+    handle(handler, messages([event(5)], first_offset=2))
+    handle(handler, messages([event(6)], first_offset=3))
+    assert [d["degraded"] for d in producer.values("decisions")[-2:]] == [False, False]
+    assert count(metrics, "fraud_degraded_backfill_dropped_total") == 2
+
+
+def test_feedback_applies_the_good_labels_of_a_batch_with_bad_ones() -> None:
+    handler, producer, _metrics = make()
+    handle(handler, messages([event(1), event(2), event(3)]))
+    good = {
+        "transaction_id": "tx-1",
+        "label": "fraud",
+        "analyst_id": "a.smith",
+        "labelled_at": "2026-03-02T12:00:00Z",
+        "source": "analyst",
+    }
+    records = [
+        good,
+        {**good, "transaction_id": "tx-2", "labelled_at": "2026-02-30T12:00:00Z"},
+        {**good, "transaction_id": "tx-2", "labelled_at": "9999-01-01T00:00:00Z"},
+        {**good, "transaction_id": "tx-3", "source": "chargeback", "analyst_id": "mallory"},
+        {**good, "transaction_id": "tx-3", "labelled_at": "2026-03-01T00:00:00Z"},  # before tx
+        {**good, "transaction_id": "tx-2", "note": {"deep": {"er": [1]}}},
+    ]
+    feedback = [
+        RawMessage(orjson.dumps(r), Source("feedback", 0, n)) for n, r in enumerate(records)
+    ]
+    applied = asyncio.run(handler.handle_feedback(feedback))
+    assert applied == 1
+    reasons = [d["reason"] for d in producer.values("transactions.dlq")]
+    assert sorted(reasons) == ["label_source", "label_time", "label_time", "schema", "schema"]
+
+
+def test_predict_reads_the_aggregates_without_adding_to_them() -> None:
+    store = InMemoryFeatureStore()
+    handler, _producer, _metrics = make(store)
+    admitted = handler.admit(orjson.dumps(event(1, card="card-p")), Source("http", 0, 0))
+    handler.score([admitted], write=False)  # type: ignore[list-item]
+    handler.score([admitted], write=False)  # type: ignore[list-item]
+    handle(handler, messages([event(2, card="card-p")]))
+    assert handler.store.process_batch([event(3, card="card-p")])[0]["card_count_1h"] == 1

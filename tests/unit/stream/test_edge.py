@@ -73,8 +73,15 @@ def test_card_number_in_card_id_is_replaced_by_a_stable_keyed_token():
     )
 
 
-def test_card_number_inside_free_text_is_dead_lettered_masked():
+def test_card_number_inside_free_text_is_tokenised_in_place():
     result = _admit(dict(VALID, note=f"customer read out {PAN} on the phone"))
+    assert isinstance(result, Admitted) and result.tokenized_fields == ["note"]
+    assert result.event["note"].startswith("customer read out tok_")
+    assert result.event["note"].endswith(" on the phone")
+
+
+def test_card_number_in_a_nested_field_is_dead_lettered_masked():
+    result = _admit(dict(VALID, details={"note": f"customer read out {PAN} on the phone"}))
     assert isinstance(result, DeadLetter) and result.reason == "card_number"
     assert PAN not in orjson.dumps(result.record).decode()
     assert "411111******1111" in result.record["raw"]

@@ -185,7 +185,7 @@ def test_assembly_dedupes_resolves_conflicts_and_filters_by_delay_and_decision()
 
 
 def test_the_label_delay_boundary_is_inclusive() -> None:
-    feedback = [label("tx-a", "fraud", "2026-03-03T00:00:00Z", 0)]
+    feedback = [label("tx-a", "fraud", "2026-03-14T00:00:00Z", 0)]
     decisions = [decision("tx-a", "2026-03-13T00:00:00Z", {"amount": 1.0}, 0)]
     frame, report = assemble_labelled_set(feedback, decisions, as_of=AS_OF, label_delay=DELAY)
     assert frame["transaction_id"].tolist() == ["tx-a"] and report.too_recent == 0
@@ -287,3 +287,49 @@ def test_without_any_record_the_default_as_of_is_the_wall_clock() -> None:
     frame, report = assemble_labelled_set([], broken, label_delay=DELAY)
     assert frame.empty and report.as_of_source == "wall clock"
     assert before <= datetime.fromisoformat(report.as_of.replace("Z", "+00:00"))
+
+
+def test_labels_dated_before_their_transaction_or_from_an_unknown_chargeback_feed_are_dropped() -> (
+    None
+):
+    decisions = [decision("tx-a", "2026-03-05T00:00:00Z", {"amount": 1.0}, 0)]
+    feedback = [
+        label("tx-a", "fraud", "2026-03-06T00:00:00Z", 0),
+        label("tx-a", "legit", "2026-03-04T00:00:00Z", 1),  # before the transaction
+    ]
+    frame, report = assemble_labelled_set(feedback, decisions, as_of=AS_OF, label_delay=DELAY)
+    assert frame["label"].tolist() == [1] and report.before_transaction == 1
+    impostor = [label("tx-a", "fraud", "2026-03-06T00:00:00Z", 0, source="chargeback")]
+    frame, report = assemble_labelled_set(
+        impostor, decisions, as_of=AS_OF, label_delay=DELAY, chargeback_analysts=("card-network",)
+    )
+    assert frame.empty and report.bad_source == 1
+
+
+def test_a_label_dated_in_the_future_moves_neither_the_as_of_nor_a_verdict() -> None:
+    decisions = [
+        decision("tx-a", "2026-03-05T00:00:00Z", {"amount": 1.0}, 0),
+        decision("tx-b", "2026-03-09T00:00:00Z", {"amount": 2.0}, 1),
+    ]
+    feedback = [
+        label("tx-a", "fraud", "2026-03-06T00:00:00Z", 0),
+        label("tx-a", "legit", "9999-01-01T00:00:00Z", 1),
+    ]
+    wall = datetime(2026, 12, 6, tzinfo=UTC)
+    frame, report = assemble_labelled_set(
+        feedback,
+        decisions,
+        label_delay=timedelta(days=2),
+        presume_unlabelled_legit=True,
+        wall_clock=wall,
+    )
+    # As of the newest decision (2026-03-09), not 9999 nor the wall clock: tx-b is too recent to
+    # be presumed legit, and the honest fraud label of tx-a stands.
+    assert report.as_of == "2026-03-09T00:00:00Z" and report.as_of_source == "newest decision"
+    assert frame["transaction_id"].tolist() == ["tx-a"] and frame["label"].tolist() == [1]
+    assert report.after_as_of == 1
+    _frame, clamped = assemble_labelled_set(
+        feedback, decisions, as_of=datetime(9999, 1, 1, tzinfo=UTC), label_delay=DELAY,
+        wall_clock=wall,
+    )  # fmt: skip
+    assert clamped.as_of_clamped and clamped.as_of == "2026-12-06T00:00:00Z"

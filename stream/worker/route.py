@@ -1,0 +1,101 @@
+"""The transactions route: whole fetched batches scored with one batch's delivery overlapping
+the next batch's scoring.
+
+`submit(batch)` prepares the batch at once (admit, aggregate, score, encode: synchronous CPU
+work), chains its delivery behind the previous batch's and returns when the previous batch is
+delivered. So batch N+1 is scored while batch N's outputs flush, at most two batches are in
+flight, outputs keep the input order, and the fetch loop waits when delivery is the bottleneck.
+Once a batch's outputs are all on the broker, `on_done(batch)` acknowledges its offsets.
+Deliveries run as tasks of their own: stopping the worker never cuts a batch between its
+produce and its acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+B = TypeVar("B")
+P = TypeVar("P")
+
+
+class PipelinedRoute(Generic[B, P]):
+    def __init__(
+        self,
+        prepare: Callable[[B], P],
+        deliver: Callable[[P], Awaitable[None]],
+        on_done: Callable[[B], object],
+        on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
+    ) -> None:
+        self.prepare = prepare
+        self.deliver = deliver
+        self.on_done = on_done
+        self.on_failure = on_failure
+        self._tail: asyncio.Future[None] | None = None
+        self._pending = 0
+        self._idle: asyncio.Event | None = None
+        self._submitted_at: deque[float] = deque()  # of the batches in flight, oldest first
+
+    @property
+    def in_flight(self) -> int:
+        """Batches submitted and not yet done."""
+        return self._pending
+
+    def oldest_in_flight_s(self) -> float:
+        """How long the oldest batch not yet done has been in flight (0 when none is): a batch
+        whose outputs cannot be delivered shows here, and its partition makes no progress."""
+        return time.monotonic() - self._submitted_at[0] if self._submitted_at else 0.0
+
+    def _idle_event(self) -> asyncio.Event:
+        if self._idle is None:  # created on the worker's event loop, on first use
+            self._idle = asyncio.Event()
+            self._idle.set()
+        return self._idle
+
+    async def submit(self, batch: B) -> None:
+        # Counted before any await, so that a revoke waiting in drain() sees this batch.
+        self._pending += 1
+        self._submitted_at.append(time.monotonic())
+        self._idle_event().clear()
+        try:
+            prepared = self.prepare(batch)
+        except BaseException:
+            self._finish()
+            raise
+        previous = self._tail
+        self._tail = asyncio.ensure_future(self._deliver_after(previous, batch, prepared))
+        if previous is not None:
+            await asyncio.wait({previous})  # unlike `await previous`, a cancel leaves it running
+
+    async def _deliver_after(
+        self, previous: asyncio.Future[None] | None, batch: B, prepared: P
+    ) -> None:
+        try:
+            if previous is not None:
+                await asyncio.wait({previous})
+            await self.deliver(prepared)
+            self.on_done(batch)
+        except BaseException as exc:  # never acknowledged: its offsets stay uncommitted
+            log.exception("batch delivery failed; its offsets stay uncommitted")
+            if self.on_failure is not None:
+                await self.on_failure(exc)
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._pending -= 1
+        if self._submitted_at:
+            self._submitted_at.popleft()
+        if self._pending == 0:
+            self._idle_event().set()
+
+    async def drain(self) -> None:
+        """Return once every submitted batch is done."""
+        while self._pending:
+            await self._idle_event().wait()

@@ -1,0 +1,113 @@
+"""The batch consumer's offset arithmetic against Faust's own commit rule, and the pipelined
+route's ordering and acknowledgement, without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+from faust.types import TP
+
+from stream.worker.batches import BatchApp, BatchConsumer, FetchedBatch
+from stream.worker.route import PipelinedRoute
+
+TX = TP("tx", 0)
+
+
+@pytest.fixture
+def consumer() -> Iterator[BatchConsumer]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = BatchApp("batch-consumer-test", broker="kafka://127.0.0.1:1", store="memory://")
+    assert isinstance(app.consumer, BatchConsumer)
+    app.consumer_generation_id = 3
+    yield app.consumer
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+def batch(start: int, first: int, last: int, generation: int = 3) -> FetchedBatch:
+    records = [SimpleNamespace(offset=o) for o in range(first, last + 1)]
+    return FetchedBatch("tx", {TX: records}, {TX: (start, last + 1)}, generation)
+
+
+def test_batches_in_order_commit_to_the_last_offset_plus_one(consumer: BatchConsumer) -> None:
+    consumer._committed_offset[TX] = 100
+    consumer.ack_batch(batch(100, 100, 599))
+    consumer.ack_batch(batch(600, 600, 1099))
+    assert consumer._new_offset(TX) == 1100
+
+
+def test_a_batch_not_yet_delivered_holds_later_commits_back(consumer: BatchConsumer) -> None:
+    consumer._committed_offset[TX] = 100
+    consumer.ack_batch(batch(100, 100, 599))
+    consumer.ack_batch(batch(1100, 1100, 1599))  # 600..1099 still in flight
+    assert consumer._new_offset(TX) == 600
+
+
+def test_offsets_without_records_before_a_batch_are_covered(consumer: BatchConsumer) -> None:
+    consumer._committed_offset[TX] = 100
+    consumer.ack_batch(batch(100, 103, 599))  # 100..102: transaction markers, compaction
+    assert consumer._new_offset(TX) == 600
+
+
+def test_a_batch_read_again_after_a_rewind_is_not_counted_twice(consumer: BatchConsumer) -> None:
+    consumer.ack_batch(batch(0, 0, 499))
+    consumer.ack_batch(batch(250, 250, 749))
+    assert consumer._acked[TX] == list(range(0, 750))
+
+
+def test_a_batch_from_before_a_rebalance_is_not_acknowledged(consumer: BatchConsumer) -> None:
+    assert consumer.ack_batch(batch(0, 0, 99, generation=2)) == 0
+    assert consumer._new_offset(TX) is None
+
+
+def test_the_route_delivers_in_order_and_acknowledges_after_delivery() -> None:
+    events: list[str] = []
+
+    async def deliver(prepared: str) -> None:
+        events.append(f"deliver {prepared}")
+        await asyncio.sleep(0.01 if prepared == "b1" else 0)
+
+    route: PipelinedRoute[int, str] = PipelinedRoute(
+        prepare=lambda n: events.append(f"prepare {n}") or f"b{n}",  # type: ignore[func-returns-value]
+        deliver=deliver,
+        on_done=lambda n: events.append(f"ack {n}"),
+    )
+
+    async def run() -> None:
+        for n in (1, 2, 3):
+            await route.submit(n)
+        await route.drain()
+
+    asyncio.run(run())
+    # Batch 2 is prepared while batch 1 is delivered; every ack follows its own delivery.
+    assert events.index("prepare 2") < events.index("ack 1")
+    assert [e for e in events if e.startswith("ack")] == ["ack 1", "ack 2", "ack 3"]
+    for n in (1, 2, 3):
+        assert events.index(f"deliver b{n}") < events.index(f"ack {n}")
+    assert route.in_flight == 0
+
+
+def test_a_failed_delivery_is_never_acknowledged() -> None:
+    done: list[int] = []
+    failures: list[BaseException] = []
+
+    async def deliver(prepared: int) -> None:
+        if prepared == 2:
+            raise RuntimeError("broker gone")
+
+    async def on_failure(exc: BaseException) -> None:
+        failures.append(exc)
+
+    route: PipelinedRoute[int, int] = PipelinedRoute(lambda n: n, deliver, done.append, on_failure)
+
+    async def run() -> None:
+        for n in (1, 2):
+            await route.submit(n)
+        await route.drain()
+
+    asyncio.run(run())
+    assert done == [1] and len(failures) == 1
