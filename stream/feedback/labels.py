@@ -159,8 +159,8 @@ def scan_topic(
     broker does not answer or the end is not reached within `timeout_s`.
 
     Limit: the cost grows with everything the topic retains (one pass over the whole log per
-    call). That suits the simulated bank and batch retraining; a production label console would
-    look decisions up in a keyed store (a compacted topic keyed by transaction id, or a table).
+    call). That suits the simulated bank and batch retraining; the analyst console looks
+    decisions up in its own store instead (`label_transaction`'s `lookup`).
     """
     consumer = _fresh_consumer(bootstrap, "scan")
     try:
@@ -316,12 +316,15 @@ def label_transaction(
     note: str | None = None,
     now: datetime | None = None,
     timeout_s: float = 60.0,
+    lookup: Callable[[str], Mapping[str, Any] | None] | None = None,
 ) -> LabelOutcome:
     """Validate the label, find the transaction's decision, then publish one feedback record.
 
     Nothing is published when the record is invalid (ValidationError, also for a label dated
     before the transaction), a topic is missing (ConfigError) or no decision exists for the id
-    (UnknownTransactionError).
+    (UnknownTransactionError). `lookup` finds the decision by transaction id where a caller
+    keeps decisions at hand (the analyst console's store); by default, and whenever it finds
+    none, the decisions topic is read (`find_decision`).
     """
     labelled_at = now or datetime.now(UTC)
     record = build_label(transaction_id, label, analyst_id, labelled_at=labelled_at, note=note)
@@ -332,7 +335,9 @@ def label_transaction(
         partitions_of(probe, [topics.decisions, topics.feedback], timeout_s)
     finally:
         probe.close()
-    decision = find_decision(bootstrap, topics.decisions, transaction_id, timeout_s=timeout_s)
+    decision = lookup(transaction_id) if lookup is not None else None
+    if decision is None:
+        decision = find_decision(bootstrap, topics.decisions, transaction_id, timeout_s=timeout_s)
     if decision is None:
         raise UnknownTransactionError(
             f"no decision for transaction '{transaction_id}' on topic '{topics.decisions}'; "
