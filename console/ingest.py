@@ -30,11 +30,11 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from console.store import ConsoleStore, IngestBatch, Position
-from fraud.errors import ServiceUnavailableError, ValidationError
+from fraud.errors import ValidationError
 from fraud.settings import Settings
 from schemas import validator
 from stream.feedback import partitions_of
-from stream.kafka_io import make_consumer
+from stream.kafka_io import make_consumer, watermarks
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
@@ -131,14 +131,7 @@ class Ingest:
             if (topic, partition) in stored:
                 starts[(topic, partition)] = stored[(topic, partition)]
                 continue
-            try:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout_s, cached=False
-                )
-            except KafkaException as exc:
-                raise ServiceUnavailableError(
-                    f"no offsets for {topic}[{partition}]: {exc}"
-                ) from exc
+            low, high = watermarks(consumer, topic, partition, timeout_s)
             new[(topic, partition)] = starts[(topic, partition)] = high if self.from_end else low
         if new:
             self.store.apply(IngestBatch(positions=new))

@@ -40,7 +40,7 @@ from console.pages import (
     terminal_view,
     waiting,
 )
-from console.store import ConsoleStore, QueueQuery, Session, micros
+from console.store import Claim, ConsoleStore, QueueQuery, Session, micros
 from fraud.errors import FraudScorerError
 from fraud.settings import Settings
 from stream.features import FeatureInfo, feature_info
@@ -259,6 +259,14 @@ def create_app(console: ConsoleApp) -> Starlette:
             **extra,
         )
 
+    def _claim(transaction_id: str, session: Session) -> Claim:
+        return store.claim(
+            transaction_id,
+            session.analyst_id,
+            console.now_us(),
+            console.settings.console.claim_minutes,
+        )
+
     async def _checked(request: Request) -> tuple[Session, dict[str, Any]] | Response:
         """The session and form of a POST about an existing alert, or the refusal."""
         session = signed_in(request)
@@ -277,12 +285,7 @@ def create_app(console: ConsoleApp) -> Starlette:
             return checked
         session, _ = checked
         transaction_id = request.path_params["transaction_id"]
-        store.claim(
-            transaction_id,
-            session.analyst_id,
-            console.now_us(),
-            console.settings.console.claim_minutes,
-        )
+        _claim(transaction_id, session)
         return _panel(request, session, transaction_id)
 
     async def release(request: Request) -> Response:
@@ -305,12 +308,7 @@ def create_app(console: ConsoleApp) -> Starlette:
             return _panel(
                 request, session, transaction_id, 400, problem=f"choose one of {', '.join(LABELS)}"
             )
-        held = store.claim(
-            transaction_id,
-            session.analyst_id,
-            console.now_us(),
-            console.settings.console.claim_minutes,
-        )
+        held = _claim(transaction_id, session)
         if not held.held_by(session.analyst_id):
             return _panel(request, session, transaction_id, 409)
         try:

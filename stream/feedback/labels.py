@@ -27,7 +27,7 @@ from fraud.errors import ConfigError, FraudScorerError, ServiceUnavailableError,
 from fraud.settings import Settings
 from fraud.times import iso_utc, parse_utc
 from schemas import validator
-from stream.kafka_io import make_consumer, make_producer
+from stream.kafka_io import make_consumer, make_producer, watermarks
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +167,7 @@ def scan_topic(
         ends: dict[int, int] = {}
         starts = []
         for _, partition in partitions_of(consumer, [topic], timeout_s):
-            try:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout_s, cached=False
-                )
-            except KafkaException as exc:
-                raise ServiceUnavailableError(
-                    f"no offsets for {topic}[{partition}]: {exc}"
-                ) from exc
+            low, high = watermarks(consumer, topic, partition, timeout_s)
             if high > low:
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, low))
