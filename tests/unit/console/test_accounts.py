@@ -92,3 +92,32 @@ def test_the_environment_adds_to_the_file_and_wins_for_the_same_id(tmp_path: Pat
     assert set(analysts) == {"alice", "bob", "carol"}
     assert verify_password("env-password", analysts["alice"])
     assert load_analysts(Settings(state_dir=tmp_path / "empty")) == {}
+
+
+def test_fraud_console_add_analyst_writes_a_hash_and_refuses_a_short_password(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.stack import ROOT
+
+    path = tmp_path / "analysts"
+
+    def add(analyst: str, password: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "fraud.cli", "console", "add-analyst", analyst]
+        return subprocess.run(
+            [*command, "--password-stdin", "--file", str(path)],
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+
+    added = add("a.smith", "a long password")
+    assert added.returncode == 0 and f"added analyst a.smith in {path}" in added.stdout
+    assert verify_password("a long password", parse_analysts(path.read_text(), "file")["a.smith"])
+    short = add("b.jones", "short")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+    assert "b.jones" not in path.read_text()
