@@ -14,6 +14,7 @@ with the session's analyst id.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from fraud.settings import Settings
 from stream.features import FeatureInfo, feature_info
 from stream.feedback import LABELS, Published
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 Publish = Callable[[str, str, str, str | None], Published]  # (tx id, label, analyst, note)
 
@@ -104,9 +106,11 @@ def create_app(console: ConsoleApp) -> Starlette:
     # -- logging in ----------------------------------------------------------------------
 
     async def login_form(request: Request) -> Response:
-        return _login_page(request, None, 200)
+        return _login_page(request, None, 200, request.query_params.get("next"))
 
-    def _login_page(request: Request, problem: str | None, status: int) -> Response:
+    def _login_page(
+        request: Request, problem: str | None, status: int, after: Any = None
+    ) -> Response:
         token = auth.new_login_token()
         response = render(
             request,
@@ -114,22 +118,27 @@ def create_app(console: ConsoleApp) -> Starlette:
             status,
             login_token=token,
             problem=problem,
-            next=auth.safe_next(request.query_params.get("next")),
+            next=auth.safe_next(str(after or "/")),
         )
         auth.set_cookie(response, auth.LOGIN_COOKIE, token, 600, secure)
         return response
 
     async def login(request: Request) -> Response:
         form = await request.form()
-        if not auth.same_token(
-            str(form.get("login_token") or ""), request.cookies.get(auth.LOGIN_COOKIE, "")
-        ) or not request.cookies.get(auth.LOGIN_COOKIE):
-            return _login_page(request, "the login form expired: please try again", 403)
+        after = form.get("next")
+        sent, expected = str(form.get("login_token") or ""), request.cookies.get(auth.LOGIN_COOKIE)
+        if not expected or not auth.same_token(sent, expected):
+            return _login_page(request, "the login form expired: please try again", 403, after)
         analyst_id = str(form.get("analyst_id") or "").strip()
         password = str(form.get("password") or "")
-        known = await run_in_threadpool(console.analysts)
+        try:
+            known = await run_in_threadpool(console.analysts)
+        except FraudScorerError as exc:
+            log.error("nobody can log in: %s", exc)
+            return _login_page(request, "the console's list of analysts is broken", 503, after)
         if not await run_in_threadpool(check_login, known, analyst_id, password):
-            return _login_page(request, "wrong analyst id or password", 401)
+            log.info("failed login for analyst id %r", analyst_id[:64])
+            return _login_page(request, "wrong analyst id or password", 401, after)
         token, _ = store.create_session(
             analyst_id, console.now_us(), console.settings.console.session_hours
         )
@@ -318,6 +327,14 @@ def create_app(console: ConsoleApp) -> Starlette:
         except FraudScorerError as exc:
             return _panel(request, session, transaction_id, 422, problem=str(exc), note=note)
         store.record_label(published.record, published.partition, published.offset)
+        log.info(
+            "%s labelled %s %s (feedback partition %d offset %d)",
+            session.analyst_id,
+            transaction_id,
+            label,
+            published.partition,
+            published.offset,
+        )
         if "hx-request" not in request.headers:
             return RedirectResponse(f"/alerts/{transaction_id}", status_code=303)
         return _panel(request, session, transaction_id, published=published)

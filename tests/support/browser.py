@@ -1,5 +1,6 @@
 """A real browser for tests: Debian's headless Chromium driven by selenium through the system
-chromedriver (nothing is downloaded), and where tests leave what a person would look at."""
+chromedriver (nothing is downloaded), and where tests leave what a person would look at.
+FRAUD_TEST_CHROMIUM and FRAUD_TEST_CHROMEDRIVER point elsewhere (another Chromium build)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 
 from tests.support.stack import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = os.environ.get("FRAUD_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("FRAUD_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 # What works headless, as root, on a machine without a display or outside network.
 FLAGS = (
     "--headless",
