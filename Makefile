@@ -7,7 +7,7 @@ FRAUD := $(VENV)/bin/fraud
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services services-down test test-unit lint lock simulate produce train worker lag monitor analyst retrain demo bench bench-features bench-simulator
+.PHONY: help setup services services-down test test-unit lint lock simulate produce train worker lag monitor analyst console retrain demo bench bench-features bench-simulator
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -62,11 +62,14 @@ monitor: setup ## Live precision/recall per model version and score/feature drif
 analyst: setup ## Simulated analysts: label alerts from ground truth, send chargebacks for approved frauds
 	$(FRAUD) analyst
 
+console: services ## The analyst console on http://127.0.0.1:8080 (add an analyst: .venv/bin/fraud console add-analyst ID)
+	$(FRAUD) console
+
 retrain: services ## Fold analyst labels and chargebacks back in: challenger, gates, promotion (LABEL_DELAY_SECONDS=86400 after a demo: one simulated day)
 	$(FRAUD) retrain $${LABEL_DELAY_SECONDS:+--label-delay-seconds $$LABEL_DELAY_SECONDS}
 
-demo: setup ## Services, a champion (trained if none), worker + analysts + live traffic with a live view (RATE=500 DURATION=60)
-	$(FRAUD) demo --rate $${RATE:-500} --duration $${DURATION:-60}
+demo: setup ## Services, a champion (trained if none), worker + analysts + console + live traffic with a live view (RATE=500 DURATION=60 KEEP_CONSOLE=1)
+	$(FRAUD) demo --rate $${RATE:-500} --duration $${DURATION:-60} $${KEEP_CONSOLE:+--keep-console}
 
 bench: services ## End-to-end benchmark: worker throughput and latency vs. the lab's HTTP design and a bare Kafka loop
 	$(FRAUD) bench

@@ -2,8 +2,10 @@
 
     services (ops/services.sh up, unless they already answer) -> topics -> a champion
     (`fraud train` when the registry has none) -> a feature store of its own (a fresh Redis
-    prefix, warmed with the last days of the history) -> `fraud worker`, `fraud analyst` and
-    `fraud produce` as subprocesses -> a live view -> a summary with where to look next.
+    prefix, warmed with the last days of the history) -> `fraud worker`, `fraud console` (a
+    store of its own, a `demo` analyst with a password made for this run), `fraud analyst` and
+    `fraud produce` as subprocesses -> a live view -> a summary with where to look next
+    (with `keep_console`, the console keeps serving after it until Ctrl-C).
 
 Live traffic continues the history's simulated timeline (from the day after it), so each run
 gets a store of its own: a second run on the first run's store would replay days the cards
@@ -16,6 +18,7 @@ was the one that started them. Subprocess output goes to <state>/demo/*.log.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -52,6 +55,18 @@ class DemoOptions:
     drain_s: float = 60.0  # after the traffic ends, wait this long at most for lag 0
     keep_services: bool = False
     warm_days: float = 30.0
+    console_port: int = 8080
+    keep_console: bool = False
+
+
+@dataclass(frozen=True)
+class ConsoleLogin:
+    url: str
+    analyst: str
+    password: str
+
+    def __str__(self) -> str:
+        return f"{self.url}  (log in as {self.analyst} / {self.password})"
 
 
 def _answers(host: str, port: int) -> bool:
@@ -104,14 +119,16 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def wait_healthy(process: Any, url: str, log: Path, timeout_s: float = 180.0) -> dict[str, Any]:
+def wait_healthy(
+    process: Any, url: str, log: Path, timeout_s: float = 180.0, what: str = "the worker"
+) -> dict[str, Any]:
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServiceUnavailableError(
-                f"the worker exited with code {process.returncode}; its log ({log}):\n{_tail(log)}"
+                f"{what} exited with code {process.returncode}; its log ({log}):\n{_tail(log)}"
             )
         try:
             response = httpx.get(url, timeout=2)
@@ -120,7 +137,45 @@ def wait_healthy(process: Any, url: str, log: Path, timeout_s: float = 180.0) ->
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise ServiceUnavailableError(f"the worker was not healthy within {timeout_s:.0f} s; see {log}")
+    raise ServiceUnavailableError(f"{what} was not healthy within {timeout_s:.0f} s; see {log}")
+
+
+def start_console(
+    stack: ExitStack, settings: Settings, options: DemoOptions, logs: Path, prefix: str
+) -> ConsoleLogin:
+    """`fraud console` on a store of its own that starts at the topics' ends (this run's alerts
+    only), and a `demo` analyst whose password is made for this run (no default password)."""
+    password = secrets.token_urlsafe(9)
+    analysts = logs / "console-analysts"
+    logs.mkdir(parents=True, exist_ok=True)
+    added = subprocess.run(
+        fraud("console", "add-analyst", "demo", "--password-stdin", "--file", str(analysts)),
+        cwd=PROJECT_ROOT,
+        input=password + "\n",
+        text=True,
+        capture_output=True,
+    )
+    if added.returncode != 0:
+        raise FraudScorerError(f"could not add the demo analyst: {added.stderr.strip()}")
+    env = {
+        "FRAUD_CONSOLE_PORT": str(options.console_port),
+        "FRAUD_CONSOLE_ANALYSTS_FILE": str(analysts),
+        "FRAUD_CONSOLE_STORE": str(logs / f"console-{prefix}.db"),
+    }
+    process = stack.enter_context(background("console", fraud("console", "--from-end"), logs, env))
+    url = f"http://{settings.console.host}:{options.console_port}"
+    wait_healthy(process, f"{url}/health", logs / "console.log", what="the console")
+    return ConsoleLogin(url, "demo", password)
+
+
+def hold_console(console: Any, login: ConsoleLogin) -> None:
+    """Keep what the demo started (the console with it) until Ctrl-C."""
+    console.print(f"\n[bold]The analyst console stays up:[/] {login}\nCtrl-C to stop.")
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        console.print("stopping")
 
 
 def ensure_champion(settings: Settings, options: DemoOptions, console: Any) -> str:
@@ -263,6 +318,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any) -> dict[str
         url = f"http://{settings.web_host}:{options.web_port}"
         with console.status(f"starting the worker (champion v{champion}) ..."):
             wait_healthy(worker, f"{url}/health", logs / "worker.log")
+        with console.status("starting the analyst console ..."):
+            login = start_console(stack, settings, options, logs, prefix)
+        console.print(f"[bold]analyst console:[/] {login}")
         analyst = fraud(
             "analyst",
             *("--review-delay", str(options.review_delay_s)),
@@ -280,8 +338,12 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any) -> dict[str
             if options.scenario_at is not None:
                 produce += ["--scenario-at", f"{options.scenario_at:g}"]
         producer = stack.enter_context(background("produce", produce, logs, {}))
-        stats = watch(settings, options, console, url, producer)
+        stats = watch(settings, options, console, url, producer, login)
         summary = _summary(stats, options, champion, url, logs, started_services)
+        summary["console"] = str(login)
+        if options.keep_console:
+            print_summary(console, summary, settings)
+            hold_console(console, login)
     return summary
 
 
@@ -290,7 +352,14 @@ def _services_down(console: Any) -> None:
     subprocess.run([str(PROJECT_ROOT / "ops" / "services.sh"), "down"], check=False)
 
 
-def watch(settings: Settings, options: DemoOptions, console: Any, url: str, producer: Any) -> Any:
+def watch(
+    settings: Settings,
+    options: DemoOptions,
+    console: Any,
+    url: str,
+    producer: Any,
+    login: ConsoleLogin,
+) -> Any:
     """The live view until the traffic is sent and decided (lag 0) or the drain time is over."""
     import httpx
     from rich.live import Live
@@ -326,7 +395,12 @@ def watch(settings: Settings, options: DemoOptions, console: Any, url: str, prod
                     + ("" if sent_at is None else " (sent; waiting for decisions and labels)")
                 )
                 live.update(
-                    live_table(stats, now - began, traffic, "fraud demo (Ctrl-C to stop)"),
+                    live_table(
+                        stats,
+                        now - began,
+                        traffic,
+                        f"fraud demo (Ctrl-C to stop)\nconsole {login}",
+                    ),
                     refresh=True,
                 )
                 if sent_at is not None and _settled(stats, options, now - sent_at):
@@ -403,6 +477,7 @@ def print_summary(console: Any, summary: dict[str, Any], settings: Settings) -> 
             else f"{summary['lag']:,} transactions, {summary['feedback_lag'] or 0:,} labels",
         ),
         ("model", f"{settings.model_name} v{summary['model_version']}"),
+        ("analyst console", summary.get("console", "n/a")),
         ("logs", summary["logs"]),
     ):
         table.add_row(item, value)
@@ -412,6 +487,7 @@ def print_summary(console: Any, summary: dict[str, Any], settings: Settings) -> 
         f"  MLflow runs, registry and model versions:  {MLFLOW_UI}  (then http://127.0.0.1:5000)\n"
         f"  worker metrics (while a worker runs, `make worker`):  {summary['metrics_url']}\n"
         "  the model card of the champion:  model_card.md\n"
+        "  the analyst console on its own (after `fraud console add-analyst ID`):  make console\n"
         "  consumer lag:  fraud lag   |   live precision/recall and drift:  fraud monitor\n"
         "  fold the analysts' labels back in:  make retrain LABEL_DELAY_SECONDS=86400"
     )

@@ -38,6 +38,27 @@ class TopicNames(BaseSettings):
         ]
 
 
+class ConsoleSettings(BaseSettings):
+    """The analyst console (env: FRAUD_CONSOLE_<NAME>); paths default to <state>/console/."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_CONSOLE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    # SQLite file the console keeps alerts, decisions, labels, claims and sessions in.
+    store: Path | None = None
+    # Analysts who may log in: one `analyst_id:password_hash` per line (`fraud console
+    # add-analyst`); `analysts` takes the same entries, separated by commas or new lines, and
+    # wins over the file for an id in both.
+    analysts_file: Path | None = None
+    analysts: SecretStr | None = None
+    # Send the session cookie over HTTPS only: set it when a TLS proxy fronts the console.
+    secure_cookie: bool = False
+    session_hours: float = Field(default=12.0, gt=0)
+    # An opened alert stays with its analyst this long unless they give a verdict or release it.
+    claim_minutes: float = Field(default=15.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything a process needs to find its services and its state."""
 
@@ -96,6 +117,7 @@ class Settings(BaseSettings):
     # /health reports not ready when a batch's outputs have been in flight this long (a
     # partition that cannot make progress).
     stalled_batch_s: float = Field(default=60.0, gt=0)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @property
     def tracking_uri(self) -> str:
@@ -107,6 +129,14 @@ class Settings(BaseSettings):
     @property
     def artifact_root(self) -> Path:
         return self.state_dir / "mlflow" / "artifacts"
+
+    @property
+    def console_store(self) -> Path:
+        return self.console.store or self.state_dir / "console" / "console.db"
+
+    @property
+    def console_analysts_file(self) -> Path:
+        return self.console.analysts_file or self.state_dir / "console" / "analysts"
 
     @property
     def data_dir(self) -> Path:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraud.errors import ServiceUnavailableError
@@ -44,6 +44,18 @@ def make_producer(bootstrap: str, extra: Mapping[str, Any] | None = None) -> Pro
 def make_consumer(bootstrap: str, group: str, extra: Mapping[str, Any] | None = None) -> Consumer:
     defaults = {"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
     return Consumer(_config(bootstrap, {**defaults, **dict(extra or {})}))
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float) -> tuple[int, int]:
+    """(first offset, end offset) of one partition, asked of the broker now (not cached);
+    ServiceUnavailableError when it does not answer within `timeout_s`."""
+    try:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout_s, cached=False
+        )
+    except KafkaException as exc:
+        raise ServiceUnavailableError(f"no offsets for {topic}[{partition}]: {exc}") from exc
+    return int(low), int(high)
 
 
 def make_admin(bootstrap: str) -> AdminClient:

@@ -27,6 +27,10 @@ def demo_command(
     warm_days: float = typer.Option(
         30.0, min=0.01, help="Days of history loaded into the demo's feature store."
     ),
+    console_port: int = typer.Option(8080, min=1, max=65535, help="The analyst console's port."),
+    keep_console: bool = typer.Option(
+        False, help="After the summary, keep the console (and what it reads) up until Ctrl-C."
+    ),
 ) -> None:
     """Start everything, stream live traffic with a live view, then stop and summarise."""
     from rich.console import Console
@@ -48,9 +52,12 @@ def demo_command(
         web_port=web_port,
         keep_services=keep_services,
         warm_days=warm_days,
+        console_port=console_port,
+        keep_console=keep_console,
     )
     summary = run_demo(settings, options, console)
-    print_summary(console, summary, settings)
+    if not keep_console:  # with it, the summary came before the wait for Ctrl-C
+        print_summary(console, summary, settings)
 
 
 def register(app: typer.Typer) -> None:

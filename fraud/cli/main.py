@@ -43,9 +43,20 @@ def main(
 
 def _register_commands() -> None:
     """Every group of commands adds its own to the one app."""
-    from fraud.cli import bench, demo, feedback, ops, retrain, services, simulate, train, worker
+    from fraud.cli import (
+        bench,
+        console,
+        demo,
+        feedback,
+        ops,
+        retrain,
+        services,
+        simulate,
+        train,
+        worker,
+    )
 
-    for group in (services, simulate, train, retrain, worker, feedback, ops, demo, bench):
+    for group in (services, simulate, train, retrain, worker, feedback, console, ops, demo, bench):
         group.register(app)
 
 

@@ -11,7 +11,8 @@ state.
     store.default_features(event)            # no history: degraded mode when Redis is down
 
 `definition` names the features and computes them with the compiled `kernels` over the columns
-`encoding` builds; `store` holds the batch logic both stores share (`memory_store`,
+`encoding` builds; `metadata` says what each feature measures, in words (`feature_info`);
+`store` holds the batch logic both stores share (`memory_store`,
 `redis_store`); `warm` loads a store from the history before live traffic starts.
 """
 
@@ -42,6 +43,7 @@ from stream.features.encoding import (
 )
 from stream.features.kernels import EARTH_RADIUS_KM, MAX_CARD_HISTORY
 from stream.features.memory_store import InMemoryFeatureStore, default_features
+from stream.features.metadata import Baseline, FeatureInfo, feature_info
 from stream.features.redis_store import RedisFeatureStore
 from stream.features.store import DEFAULT_LABEL_DELAY, FeatureStore, state_ttl
 from stream.features.warm import WarmReport, history_events, history_labels, warm_store
@@ -58,8 +60,10 @@ __all__ = [
     "TERMINAL_FEATURES",
     "TERMINAL_WINDOWS",
     "UNKNOWN_CODE",
+    "Baseline",
     "CardSequence",
     "EventColumns",
+    "FeatureInfo",
     "FeatureStore",
     "FloatArray",
     "InMemoryFeatureStore",
@@ -71,6 +75,7 @@ __all__ = [
     "default_features",
     "definition",
     "event_features",
+    "feature_info",
     "features_without_history",
     "history_events",
     "history_labels",

@@ -66,6 +66,7 @@ __all__ = [
     "CARD_EVENT_DTYPE",
     "CARD_FEATURES",
     "CARD_LOOKBACK_US",
+    "CARD_STATS",
     "CARD_WINDOWS",
     "CATEGORICAL_FEATURES",
     "CHANNEL_CODES",
@@ -109,12 +110,10 @@ EVENT_FEATURES: tuple[str, ...] = (
     "merchant_category_group_code",
     "distance_customer_to_terminal_km",
 )
+# Per card window, in this order (the card kernel writes its columns so).
+CARD_STATS: tuple[str, ...] = ("count", "amount_sum", "amount_mean", "amount_max")
 CARD_FEATURES: tuple[str, ...] = (
-    *(
-        f"card_{stat}_{window}"
-        for window, _ in CARD_WINDOWS
-        for stat in ("count", "amount_sum", "amount_mean", "amount_max")
-    ),
+    *(f"card_{stat}_{window}" for window, _ in CARD_WINDOWS for stat in CARD_STATS),
     "amount_to_card_mean_30d",
     "seconds_since_prev_tx",
     "distance_from_prev_tx_km",

@@ -27,7 +27,7 @@ from fraud.errors import ConfigError, FraudScorerError, ServiceUnavailableError,
 from fraud.settings import Settings
 from fraud.times import iso_utc, parse_utc
 from schemas import validator
-from stream.kafka_io import make_consumer, make_producer
+from stream.kafka_io import make_consumer, make_producer, watermarks
 
 log = logging.getLogger(__name__)
 
@@ -159,22 +159,15 @@ def scan_topic(
     broker does not answer or the end is not reached within `timeout_s`.
 
     Limit: the cost grows with everything the topic retains (one pass over the whole log per
-    call). That suits the simulated bank and batch retraining; a production label console would
-    look decisions up in a keyed store (a compacted topic keyed by transaction id, or a table).
+    call). That suits the simulated bank and batch retraining; the analyst console looks
+    decisions up in its own store instead (`label_transaction`'s `lookup`).
     """
     consumer = _fresh_consumer(bootstrap, "scan")
     try:
         ends: dict[int, int] = {}
         starts = []
         for _, partition in partitions_of(consumer, [topic], timeout_s):
-            try:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout_s, cached=False
-                )
-            except KafkaException as exc:
-                raise ServiceUnavailableError(
-                    f"no offsets for {topic}[{partition}]: {exc}"
-                ) from exc
+            low, high = watermarks(consumer, topic, partition, timeout_s)
             if high > low:
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, low))
@@ -316,12 +309,15 @@ def label_transaction(
     note: str | None = None,
     now: datetime | None = None,
     timeout_s: float = 60.0,
+    lookup: Callable[[str], Mapping[str, Any] | None] | None = None,
 ) -> LabelOutcome:
     """Validate the label, find the transaction's decision, then publish one feedback record.
 
     Nothing is published when the record is invalid (ValidationError, also for a label dated
     before the transaction), a topic is missing (ConfigError) or no decision exists for the id
-    (UnknownTransactionError).
+    (UnknownTransactionError). `lookup` finds the decision by transaction id where a caller
+    keeps decisions at hand (the analyst console's store); by default, and whenever it finds
+    none, the decisions topic is read (`find_decision`).
     """
     labelled_at = now or datetime.now(UTC)
     record = build_label(transaction_id, label, analyst_id, labelled_at=labelled_at, note=note)
@@ -332,7 +328,9 @@ def label_transaction(
         partitions_of(probe, [topics.decisions, topics.feedback], timeout_s)
     finally:
         probe.close()
-    decision = find_decision(bootstrap, topics.decisions, transaction_id, timeout_s=timeout_s)
+    decision = lookup(transaction_id) if lookup is not None else None
+    if decision is None:
+        decision = find_decision(bootstrap, topics.decisions, transaction_id, timeout_s=timeout_s)
     if decision is None:
         raise UnknownTransactionError(
             f"no decision for transaction '{transaction_id}' on topic '{topics.decisions}'; "

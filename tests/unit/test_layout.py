@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.stack import ROOT
 
-PACKAGES = ("fraud", "schemas", "stream", "training", "simulator", "bench", "demo")
+PACKAGES = ("fraud", "schemas", "stream", "training", "simulator", "bench", "demo", "console")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
