@@ -159,7 +159,7 @@ def start_at_the_end(settings: Settings) -> int:
     from stream.kafka_io import make_consumer
 
     topic = settings.topics.transactions
-    consumer = make_consumer(settings.kafka_bootstrap_servers, settings.consumer_group)
+    consumer = make_consumer(settings.kafka, settings.consumer_group)
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
@@ -226,9 +226,10 @@ def _clear_store(settings: Settings, prefix: str) -> None:
     import redis
 
     from stream.features import RedisFeatureStore
+    from stream.redis_io import connect_redis
 
     try:
-        RedisFeatureStore(redis.Redis.from_url(settings.redis_url), prefix).clear()
+        RedisFeatureStore(connect_redis(settings), prefix).clear()
     except redis.RedisError:
         pass  # the services are stopping too; the keys expire anyway
 
@@ -246,9 +247,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any) -> dict[str
                 stack.callback(_services_down, console)
         from stream.kafka_io import ensure_topics
 
-        ensure_topics(
-            settings.kafka_bootstrap_servers, settings.topics.all(), settings.topic_partitions
-        )
+        ensure_topics(settings.kafka, settings.topics.all(), settings.topic_partitions)
         champion = ensure_champion(settings, options, console)
         skipped = start_at_the_end(settings)
         if skipped:
@@ -299,7 +298,7 @@ def watch(settings: Settings, options: DemoOptions, console: Any, url: str, prod
     from stream.monitoring import LagMonitor
 
     stats = LiveStats()
-    monitor = LagMonitor(settings.kafka_bootstrap_servers, settings.consumer_group, timeout_s=5.0)
+    monitor = LagMonitor(settings.kafka, settings.consumer_group, timeout_s=5.0)
     began = time.monotonic()
     sent_at: float | None = None
     last_lag = 0.0

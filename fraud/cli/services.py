@@ -1,4 +1,5 @@
-"""Service commands: `fraud topics` (create the Kafka topics) and `fraud mlflow-check`."""
+"""Service commands: `fraud topics` (create the Kafka topics), `fraud acls` (grant each role its
+topics on a secured broker) and `fraud mlflow-check`."""
 
 from __future__ import annotations
 
@@ -18,15 +19,33 @@ def topics(
     from stream.kafka_io import ensure_topics, require_broker
 
     settings: Settings = ctx.obj
-    require_broker(settings.kafka_bootstrap_servers)
+    require_broker(settings.kafka)
     names = settings.topics.all()
-    created = ensure_topics(
-        settings.kafka_bootstrap_servers, names, partitions or settings.topic_partitions
-    )
+    created = ensure_topics(settings.kafka, names, partitions or settings.topic_partitions)
     for name in created:
         typer.echo(f"created topic {name}")
     if not quiet:
-        typer.echo(f"{len(names)} topics present on {settings.kafka_bootstrap_servers}")
+        typer.echo(f"{len(names)} topics present on {settings.kafka.describe()}")
+
+
+def acls(
+    ctx: typer.Context,
+    show: bool = typer.Option(False, "--print", help="Print the grants without applying them."),
+) -> None:
+    """Grant each role (scorer, producer, simulator, analyst, trainer, monitor) its topics on a
+    broker with ACLs (SASL_SSL + StandardAuthorizer); needs the admin user's credentials."""
+    from stream.kafka_acl import apply_grants, role_grants
+    from stream.kafka_io import require_broker
+
+    settings: Settings = ctx.obj
+    grants = role_grants(settings)
+    if show:
+        for grant in grants:
+            typer.echo(grant.describe())
+        return
+    require_broker(settings.kafka)
+    count = apply_grants(settings.kafka, grants)
+    typer.echo(f"{count} ACLs in place on {settings.kafka.describe()}")
 
 
 def mlflow_check(ctx: typer.Context) -> None:
@@ -40,4 +59,5 @@ def mlflow_check(ctx: typer.Context) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command()(topics)
+    app.command()(acls)
     app.command("mlflow-check")(mlflow_check)

@@ -2,16 +2,27 @@
 
     admitted = admit(raw, source, validator("transaction"), pan_key)   # Admitted | DeadLetter
 
-Card numbers never pass it: `pan` tokenises them (keyed hash) or masks them (first 6, last 4).
+Card numbers never pass it: `pan` tokenises them (keyed hash, `PanKey`: the key and its id) or
+masks them (first 6, last 4).
 """
 
 from stream.edge import pan
 from stream.edge.admission import Admitted, DeadLetter, Source, admit, dead_letter
-from stream.edge.pan import is_pan, luhn_check_digit, luhn_valid, mask, mask_text, tokenize
+from stream.edge.pan import (
+    PanKey,
+    is_pan,
+    luhn_check_digit,
+    luhn_valid,
+    mask,
+    mask_text,
+    token_key_id,
+    tokenize,
+)
 
 __all__ = [
     "Admitted",
     "DeadLetter",
+    "PanKey",
     "Source",
     "admit",
     "dead_letter",
@@ -21,5 +32,6 @@ __all__ = [
     "mask",
     "mask_text",
     "pan",
+    "token_key_id",
     "tokenize",
 ]

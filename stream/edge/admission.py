@@ -67,7 +67,7 @@ def _has_luhn_run(text: str) -> bool:
 
 
 def admit(
-    raw: bytes | None, source: Source, validate: Validator, pan_key: bytes
+    raw: bytes | None, source: Source, validate: Validator, pan_key: pan.PanKey
 ) -> Admitted | DeadLetter:
     """Decode, strip card numbers and validate one transaction payload."""
     raw = raw or b""

@@ -4,7 +4,8 @@ A field that looks like a card number — a 13-19 digit string that passes the L
 replaced by a keyed-hash token before anything else sees the event; in raw payloads kept for the
 dead-letter topic it is masked to its first 6 and last 4 digits. The key lives in the settings
 (`FRAUD_PAN_HASH_KEY`), so tokens are stable per deployment but cannot be reversed or recomputed
-without it.
+without it. Each token names its key (`tok_<key id>_<hash>`, FRAUD_PAN_KEY_ID), so that after a
+rotation the tokens of the old key are told apart from the new ones (SECURITY.md).
 """
 
 from __future__ import annotations
@@ -13,11 +14,30 @@ import base64
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 from typing import Any
+
+from fraud.settings import Settings
 
 _DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
 _DIGIT_RUN_BYTES = re.compile(rb"(?<![0-9])[0-9]{13,19}(?![0-9])")
 TOKEN_PREFIX = "tok_"
+
+
+@dataclass(frozen=True)
+class PanKey:
+    """The PAN hashing key and the id its tokens carry."""
+
+    key_id: str
+    secret: bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PanKey:
+        """The configured key (refused in production while it is the public default)."""
+        return cls(settings.pan_key_id, settings.pan_secret())
+
+    def __repr__(self) -> str:  # never the key itself
+        return f"PanKey(key_id={self.key_id!r})"
 
 
 def luhn_valid(digits: str) -> bool:
@@ -47,11 +67,19 @@ def mask(pan: str) -> str:
     return f"{pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]}"
 
 
-def tokenize(pan: str, key: bytes) -> str:
+def tokenize(pan: str, key: PanKey) -> str:
     # Lower-case base32 (letters and 2-7): unlike hex, a token practically never contains a
     # 13-digit run, so a token can never itself look like a card number to a scanner.
-    digest = hmac.new(key, pan.encode(), hashlib.sha256).digest()
-    return f"{TOKEN_PREFIX}{base64.b32encode(digest).decode()[:26].lower()}"
+    digest = hmac.new(key.secret, pan.encode(), hashlib.sha256).digest()
+    return f"{TOKEN_PREFIX}{key.key_id}_{base64.b32encode(digest).decode()[:26].lower()}"
+
+
+def token_key_id(token: str) -> str | None:
+    """The key id a token names, or None for anything else (tokens from before key ids)."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    key_id, sep, _ = token[len(TOKEN_PREFIX) :].partition("_")
+    return key_id if sep else None
 
 
 def may_contain_pan(raw: bytes) -> bool:
@@ -64,7 +92,7 @@ def mask_text(text: str) -> str:
     return _DIGIT_RUN.sub(lambda m: mask(m.group()) if luhn_valid(m.group()) else m.group(), text)
 
 
-def tokenize_fields(event: dict[str, Any], key: bytes) -> list[str]:
+def tokenize_fields(event: dict[str, Any], key: PanKey) -> list[str]:
     """Replace every top-level string field holding a card number by its token, in place.
 
     Returns the names of the fields that were replaced (for metrics; never the values).

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraud.settings import Settings
 from stream.edge import Admitted, Source
+from stream.kafka_io import faust_credentials
 from stream.worker.handler import BatchHandler, PreparedBatch, RawMessage
 from stream.worker.metrics import ScorerMetrics
 from stream.worker.models import ModelHolder
@@ -57,15 +58,14 @@ class Worker:
 
 
 def build_worker(settings: Settings, metrics: ScorerMetrics | None = None) -> Worker:
-    import redis
-
     from stream.features import RedisFeatureStore
+    from stream.redis_io import connect_redis
 
     metrics = metrics or ScorerMetrics()
     models = ModelHolder(settings, metrics)
-    producer = BatchProducer(settings.kafka_bootstrap_servers, metrics)
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0
+    producer = BatchProducer(settings.kafka, metrics)
+    client = connect_redis(
+        settings, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0
     )
     handler = BatchHandler(
         settings,
@@ -131,6 +131,7 @@ def create_app(worker: Worker) -> faust.App:
     app = faust.App(
         settings.consumer_group,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        broker_credentials=faust_credentials(settings.kafka),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",

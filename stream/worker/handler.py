@@ -19,7 +19,7 @@ import orjson
 from fraud.errors import ValidationError
 from fraud.settings import Settings
 from schemas import validator
-from stream.edge import Admitted, DeadLetter, Source, admit, dead_letter
+from stream.edge import Admitted, DeadLetter, PanKey, Source, admit, dead_letter
 from stream.features import FeatureStore
 from stream.scoring import ScoredBatch, score_batch
 from stream.worker.metrics import ScorerMetrics
@@ -60,7 +60,7 @@ class BatchHandler:
         self.metrics = metrics
         self._validate_tx = validator("transaction")
         self._validate_feedback = validator("feedback")
-        self._pan_key = settings.pan_hash_key.get_secret_value().encode()
+        self._pan_key = PanKey.from_settings(settings)
         self._redis_down_until = 0.0
         # Events decided with default aggregates, oldest first, waiting for Redis to return.
         self._backlog: deque[dict[str, Any]] = deque()

@@ -167,7 +167,7 @@ def _check_services(settings: Settings) -> Any:
             f"no '{settings.model_name}' at @{CHAMPION} in {settings.tracking_uri} to challenge; "
             "train and promote one first with `fraud train`"
         )
-    check_reachable(settings.kafka_bootstrap_servers, timeout_s=5.0)
+    check_reachable(settings.kafka, timeout_s=5.0)
     return client, champion
 
 
