@@ -43,9 +43,21 @@ def main(
 
 def _register_commands() -> None:
     """Every group of commands adds its own to the one app."""
-    from fraud.cli import bench, demo, feedback, ops, retrain, services, simulate, train, worker
+    from fraud.cli import (
+        bench,
+        demo,
+        feedback,
+        ops,
+        retrain,
+        services,
+        signing,
+        simulate,
+        train,
+        worker,
+    )
 
-    for group in (services, simulate, train, retrain, worker, feedback, ops, demo, bench):
+    groups = (services, simulate, train, signing, retrain, worker, feedback, ops, demo, bench)
+    for group in groups:
         group.register(app)
 
 
