@@ -2,6 +2,7 @@
 
     grants = role_grants(settings)            # pure: what each role may do, by the settings' names
     apply_grants(settings.kafka, grants)      # as a super user: create them, wait until visible
+    set_scram_users(settings.kafka, {"scorer": password})   # create a user or change a password
 
 One SCRAM user per role, named like the role (`ops/services.sh` creates them). The broker runs
 StandardAuthorizer with allow.everyone.if.no.acl.found=false, so whatever is not granted here
@@ -23,7 +24,7 @@ ACL. Creating topics and ACLs is left to the admin user (a super user on the bro
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,9 @@ from confluent_kafka.admin import (
     AclPermissionType,
     ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
 
 from fraud.errors import ServiceUnavailableError
@@ -100,10 +104,19 @@ def _binding(grant: Grant) -> AclBinding:
     )
 
 
+def _wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Ask again until `check()` holds: the controller commits a change before the broker's
+    own view of the metadata shows it."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise ServiceUnavailableError(f"not {what} after {timeout_s} s")
+        time.sleep(0.1)
+
+
 def apply_grants(kafka: KafkaConnection, grants: Iterable[Grant], timeout_s: float = 30.0) -> int:
     """Create the grants' ACLs (existing ones are kept) and wait until the broker shows them
-    all: its answer to create_acls comes when the controller committed them, before the
-    broker's own view has them. Returns how many grants there are."""
+    all; returns how many grants there are."""
     wanted = [_binding(grant) for grant in grants]
     admin = make_admin(kafka)
     try:
@@ -119,19 +132,51 @@ def apply_grants(kafka: KafkaConnection, grants: Iterable[Grant], timeout_s: flo
             AclOperation.ANY,
             AclPermissionType.ANY,
         )
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def all_visible() -> bool:
             visible = set(admin.describe_acls(everything, request_timeout=timeout_s).result())
-            missing = [binding for binding in wanted if binding not in visible]
-            if not missing:
-                return len(wanted)
-            if time.monotonic() > deadline:
-                raise ServiceUnavailableError(
-                    f"{len(missing)} ACLs not visible on {kafka.describe()} after {timeout_s} s"
-                )
-            time.sleep(0.1)
+            return all(binding in visible for binding in wanted)
+
+        _wait_for(all_visible, timeout_s, f"the ACLs visible on {kafka.describe()}")
+        return len(wanted)
     except KafkaException as exc:
         raise ServiceUnavailableError(
             f"could not create the ACLs on {kafka.describe()}: {exc}; they need the admin user "
             "(a super user): `ops/services.sh as admin fraud acls`"
+        ) from exc
+
+
+SCRAM_ITERATIONS = 8192
+
+
+def set_scram_users(
+    kafka: KafkaConnection, passwords: Mapping[str, str], timeout_s: float = 30.0
+) -> None:
+    """Create SCRAM-SHA-512 users or change their passwords (as a super user), and wait until
+    the broker knows them all. Passwords travel inside the TLS connection, never on a command
+    line; the broker keeps only salted hashes."""
+    mechanism = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+    upserts: list[Any] = [
+        UserScramCredentialUpsertion(user, mechanism, password.encode())
+        for user, password in passwords.items()
+    ]
+    admin = make_admin(kafka)
+    try:
+        for future in admin.alter_user_scram_credentials(upserts).values():
+            future.result()
+
+        def all_known() -> bool:
+            futures = admin.describe_user_scram_credentials(list(passwords))
+            assert isinstance(futures, dict)  # one future per user asked for
+            try:
+                for future in futures.values():
+                    future.result()
+            except KafkaException:
+                return False  # a user not known yet: the broker answers for none
+            return True
+
+        _wait_for(all_known, timeout_s, f"the SCRAM users known to {kafka.describe()}")
+    except KafkaException as exc:
+        raise ServiceUnavailableError(
+            f"could not set SCRAM users on {kafka.describe()}: {exc}; this needs the admin user"
         ) from exc

@@ -151,14 +151,9 @@ def check_reachable(kafka: KafkaConnection, timeout_s: float) -> None:
 def wait_for_broker(kafka: KafkaConnection, timeout_s: float = 10.0) -> AdminClient:
     """An admin client whose broker answered, or ServiceUnavailableError after `timeout_s`
     (saying so when the broker refused the credentials or the TLS handshake)."""
-    errors: list[KafkaError] = []
-
-    def remember(err: KafkaError) -> None:
-        errors.append(err)
-        _error_cb(err)
-
+    errors: list[KafkaError] = []  # the error raised below names the last one
     config = _config(kafka, None)
-    config["error_cb"] = remember
+    config["error_cb"] = errors.append
     admin = AdminClient(config)
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
@@ -168,8 +163,10 @@ def wait_for_broker(kafka: KafkaConnection, timeout_s: float = 10.0) -> AdminCli
             return admin
         except KafkaException as exc:
             last = exc
-            time.sleep(0.2)
-    refused = [e for e in errors if e.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)]
+            admin.poll(0.2)  # serves error_cb: why the broker did not answer
+            if _refused(errors):
+                break  # credentials or certificates: asking again will not help
+    refused = _refused(errors)
     if refused:
         raise ServiceUnavailableError(
             f"the Kafka broker at {kafka.describe()} refused this client ({refused[-1].str()}); "
@@ -181,6 +178,10 @@ def wait_for_broker(kafka: KafkaConnection, timeout_s: float = 10.0) -> AdminCli
         f"no Kafka broker answered at {kafka.describe()} within {timeout_s:.0f} s ({last}); "
         "start one with `make services` or set KAFKA_BOOTSTRAP_SERVERS and FRAUD_KAFKA_*"
     )
+
+
+def _refused(errors: list[KafkaError]) -> list[KafkaError]:
+    return [e for e in errors if e.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)]
 
 
 def require_broker(kafka: KafkaConnection, timeout_s: float = 10.0) -> AdminClient:
@@ -213,6 +214,16 @@ def ensure_topics(
             future.result()
             created.append(name)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            code = exc.args[0].code()
+            if code in (
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+            ):
+                raise ConfigError(
+                    f"topic {name} is not visible to {kafka.describe()} and this user may not "
+                    "create it: the admin creates topics (`fraud topics`), and the user's ACLs "
+                    "(`fraud acls`) decide what it may see"
+                ) from exc
+            if code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     return created

@@ -1,5 +1,5 @@
-"""Service commands: `fraud topics` (create the Kafka topics), `fraud acls` (grant each role its
-topics on a secured broker) and `fraud mlflow-check`."""
+"""Service commands: `fraud topics` (create the Kafka topics), `fraud kafka-users` and `fraud acls`
+(users and each role's topics on a secured broker) and `fraud mlflow-check`."""
 
 from __future__ import annotations
 
@@ -48,6 +48,33 @@ def acls(
     typer.echo(f"{count} ACLs in place on {settings.kafka.describe()}")
 
 
+def kafka_users(
+    ctx: typer.Context,
+    users: list[str] = typer.Argument(
+        ..., help="User names (one per role: scorer, producer, ...)."
+    ),
+) -> None:
+    """Create SCRAM users on a secured broker, or change their passwords (rotation); each
+    password is read from KAFKA_USER_PASSWORD_<USER>, never from the command line. Needs the
+    admin user's credentials."""
+    import os
+
+    from fraud.errors import ConfigError
+    from stream.kafka_acl import set_scram_users
+    from stream.kafka_io import require_broker
+
+    settings: Settings = ctx.obj
+    passwords = {}
+    for user in users:
+        variable = f"KAFKA_USER_PASSWORD_{user.upper()}"
+        if not os.environ.get(variable):
+            raise ConfigError(f"{variable} is not set: put the new password of {user} there")
+        passwords[user] = os.environ[variable]
+    require_broker(settings.kafka)
+    set_scram_users(settings.kafka, passwords)
+    typer.echo(f"SCRAM-SHA-512 users set on {settings.kafka.describe()}: {', '.join(users)}")
+
+
 def mlflow_check(ctx: typer.Context) -> None:
     """Open (and on first use create) the MLflow tracking store and print its URI."""
     from stream.scoring import open_store
@@ -60,4 +87,5 @@ def mlflow_check(ctx: typer.Context) -> None:
 def register(app: typer.Typer) -> None:
     app.command()(topics)
     app.command()(acls)
+    app.command("kafka-users")(kafka_users)
     app.command("mlflow-check")(mlflow_check)

@@ -133,3 +133,18 @@ def test_secrets_are_masked_in_free_text():
     assert mask_secrets("auth failed for s3cr3t at s3cr3t", ["s3cr3t", None, ""]) == (
         "auth failed for *** at ***"
     )
+
+
+def test_a_command_in_production_with_a_default_secret_exits_2_naming_it(
+    monkeypatch, capsys, tmp_path
+):
+    from fraud.cli import run
+
+    monkeypatch.setenv("FRAUD_ENV", "production")
+    monkeypatch.setenv("FRAUD_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("FRAUD_KAFKA_SECURITY_PROTOCOL", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run(["topics"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "FRAUD_KAFKA_SECURITY_PROTOCOL is PLAINTEXT" in err and "Traceback" not in err
