@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from fraud.errors import FraudScorerError, ModelNotFoundError, ServiceUnavailableError
+from fraud.secrets import mask_url
 from fraud.settings import PROJECT_ROOT, Settings
 
 T = TypeVar("T")
@@ -130,7 +131,7 @@ def ensure_champion(settings: Settings, options: DemoOptions, console: Any) -> s
     found = version_at_alias(open_store(settings), settings.model_name, CHAMPION)
     if found is None:
         console.print(
-            f"[bold]no champion in {settings.tracking_uri}: running `fraud train` "
+            f"[bold]no champion in {mask_url(settings.tracking_uri)}: running `fraud train` "
             f"({options.customers:,} customers, {options.days} days of history if missing)[/]"
         )
         command = fraud(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from fraud.secrets import mask_url
 from fraud.settings import Settings
 
 
@@ -32,8 +33,11 @@ def acls(
     ctx: typer.Context,
     show: bool = typer.Option(False, "--print", help="Print the grants without applying them."),
 ) -> None:
-    """Grant each role (scorer, producer, simulator, analyst, trainer, monitor) its topics on a
-    broker with ACLs (SASL_SSL + StandardAuthorizer); needs the admin user's credentials."""
+    """Grant each role its topics on a secured broker (Kafka ACLs); needs the admin user.
+
+    Roles: scorer, producer, simulator, analyst, trainer, monitor (SECURITY.md says what each
+    may read and write), on the topic and group names of the settings.
+    """
     from stream.kafka_acl import apply_grants, role_grants
     from stream.kafka_io import require_broker
 
@@ -54,9 +58,10 @@ def kafka_users(
         ..., help="User names (one per role: scorer, producer, ...)."
     ),
 ) -> None:
-    """Create SCRAM users on a secured broker, or change their passwords (rotation); each
-    password is read from KAFKA_USER_PASSWORD_<USER>, never from the command line. Needs the
-    admin user's credentials."""
+    """Create Kafka SCRAM users or change their passwords; needs the admin user.
+
+    Each password is read from KAFKA_USER_PASSWORD_<USER>, never from the command line.
+    """
     import os
 
     from fraud.errors import ConfigError
@@ -81,7 +86,7 @@ def mlflow_check(ctx: typer.Context) -> None:
 
     settings: Settings = ctx.obj
     open_store(settings)
-    typer.echo(settings.tracking_uri)
+    typer.echo(mask_url(settings.tracking_uri))
 
 
 def register(app: typer.Typer) -> None:

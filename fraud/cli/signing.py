@@ -9,9 +9,11 @@ from fraud.settings import Settings
 
 
 def model_keys() -> None:
-    """Print a new Ed25519 key pair as environment assignments: the signing key belongs to
-    training only (keep it in a secret store or a 0600 file); the public key goes to every
-    worker and to `fraud promote` (FRAUD_MODEL_TRUSTED_KEYS)."""
+    """Print a new model signing key pair (Ed25519) as environment assignments.
+
+    The signing key belongs to training only (keep it in a secret store or a 0600 file); the
+    public key goes to every worker and to `fraud promote` (FRAUD_MODEL_TRUSTED_KEYS).
+    """
     from stream.scoring import key_id
     from training.governance import generate_key_pair
 
@@ -30,8 +32,10 @@ def sign(
         "as its files are now: only after checking where it came from.",
     ),
 ) -> None:
-    """Re-sign a version with FRAUD_MODEL_SIGNING_KEY (key rotation: it must verify under a
-    trusted key first), or --adopt an unsigned one."""
+    """Re-sign a model version with FRAUD_MODEL_SIGNING_KEY, or --adopt an unsigned one.
+
+    Re-signing (a key rotation) needs the version to verify under a trusted key first.
+    """
     from stream.scoring import open_store
     from training.governance import resign_version
 

@@ -142,7 +142,7 @@ def load_model_version(
         found = version_at_alias(client, name, alias or CHAMPION)
         if found is None:
             raise ModelNotFoundError(
-                f"no model '{name}' at alias @{alias} in {settings.tracking_uri}; "
+                f"no model '{name}' at alias @{alias} in {mask_url(settings.tracking_uri)}; "
                 "run `make train` to train, evaluate and promote a champion"
             )
     tags = dict(found.tags)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 
 from fraud.errors import ModelIntegrityError, ModelNotFoundError
+from fraud.secrets import mask_url
 from fraud.settings import Settings
 from stream.scoring import ScoringModel, alias_version, load_from_registry
 from stream.worker.metrics import ScorerMetrics
@@ -45,7 +46,7 @@ class ModelHolder:
         if self._probe(self.settings, alias) is None:
             raise ModelNotFoundError(
                 f"no model '{self.settings.model_name}' at alias @{alias} in "
-                f"{self.settings.tracking_uri}; run `make train` to train and promote a champion"
+                f"{mask_url(self.settings.tracking_uri)}; run `make train` to train and promote a champion"
             )
         self._swap(self._loader(self.settings, alias))
         return self.current  # type: ignore[return-value]
