@@ -5,6 +5,7 @@ changed model file, or an MLmodel pointing at a payload, is refused by the loade
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydantic import SecretStr
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -44,8 +45,8 @@ def register(settings: Settings, sign: bool = True) -> str:
     client = open_store(settings)
     experiment = ensure_experiment(client, "signing-tests", settings)
     rng = np.random.default_rng(1)
-    features = rng.random((300, 2))
-    model = HistGradientBoostingClassifier(max_iter=5).fit(features, features[:, 0] > 0.7)
+    features = pd.DataFrame(rng.random((300, 2)), columns=FEATURES)
+    model = HistGradientBoostingClassifier(max_iter=5).fit(features, features["amount"] > 0.7)
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.sklearn.log_model(
             model,
@@ -85,9 +86,8 @@ def champion_now(settings: Settings) -> str:
 def test_a_signed_version_loads_through_the_verified_path(settings, champion):
     loaded = load_model_version(settings, alias=CHAMPION)
     assert loaded.version == champion
-    assert loaded.predict_scores(
-        __import__("pandas").DataFrame([[0.9, 0.1]], columns=FEATURES)
-    ).shape == (1,)
+    scores = loaded.predict_scores(pd.DataFrame([[0.9, 0.1], [0.1, 0.9]], columns=FEATURES))
+    assert scores[0] > scores[1]
     tags = open_store(settings).get_model_version(settings.model_name, champion).tags
     assert '"model.skops"' in tags[MANIFEST_TAG] and '"MLmodel"' in tags[MANIFEST_TAG]
 
