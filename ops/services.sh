@@ -6,6 +6,14 @@
 #   ops/services.sh status  one line per service
 #
 # State (data, logs, pids) lives in $FRAUD_STATE_DIR (default: .state/ in the project).
+#
+# SECURE=1 runs the secured stack instead (ops/secure.sh): Kafka over SASL_SSL with ACLs per
+# role, Redis over TLS with ACL users, MLflow's basic-auth server, on their own ports.
+#
+#   SECURE=1 ops/services.sh up [kafka] [redis] [mlflow]   (default: all three)
+#   SECURE=1 ops/services.sh down | status
+#   ops/services.sh as ROLE COMMAND...    run COMMAND with one role's credentials, e.g.
+#                                          ops/services.sh as scorer .venv/bin/fraud worker
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,11 +47,7 @@ check_port_free() {  # check_port_free PORT NAME PIDFILE
   fi
 }
 
-kafka_up() {
-  local pidfile="$STATE/pids/kafka.pid"
-  if pid_alive "$pidfile"; then say "kafka already running (pid $(cat "$pidfile"))"; return; fi
-  check_port_free "$KAFKA_PORT" kafka "$pidfile"
-  check_port_free "$KAFKA_CONTROLLER_PORT" "kafka controller" "$pidfile"
+kafka_libs() {  # the broker's jars, resolved from Maven Central once
   command -v java >/dev/null || die "java not found: install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"
   if [[ ! -f "$KAFKA_LIBS/.complete" ]]; then
     command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven) to fetch the Kafka jars"
@@ -54,6 +58,14 @@ kafka_up() {
       || die "maven could not resolve the Kafka jars; see $STATE/logs/maven.log"
     touch "$KAFKA_LIBS/.complete"
   fi
+}
+
+kafka_up() {
+  local pidfile="$STATE/pids/kafka.pid"
+  if pid_alive "$pidfile"; then say "kafka already running (pid $(cat "$pidfile"))"; return; fi
+  check_port_free "$KAFKA_PORT" kafka "$pidfile"
+  check_port_free "$KAFKA_CONTROLLER_PORT" "kafka controller" "$pidfile"
+  kafka_libs
   local conf="$STATE/kafka/server.properties" data="$STATE/kafka/data"
   mkdir -p "$data"
   sed -e "s|@PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
@@ -131,9 +143,24 @@ status() {
 }
 
 mkdir -p "$STATE/pids" "$STATE/logs"
-case "${1:-up}" in
+# shellcheck source=ops/secure.sh
+source "$ROOT/ops/secure.sh"
+command="${1:-up}"
+(($#)) && shift
+if [[ "${SECURE:-0}" == 1 ]]; then
+  case "$command" in
+    up) secure_up "$@" ;;
+    down) secure_down ;;
+    status) secure_status ;;
+    as) secure_as "$@" ;;
+    *) die "usage: SECURE=1 $0 up [kafka] [redis] [mlflow] | down | status | as ROLE COMMAND..." ;;
+  esac
+  exit 0
+fi
+case "$command" in
   up) kafka_up; redis_up; mlflow_up; topics_up ;;
   down) stop_pid kafka; stop_pid redis ;;
   status) status ;;
-  *) die "usage: $0 up|down|status" ;;
+  as) secure_as "$@" ;;
+  *) die "usage: $0 up|down|status|as ROLE COMMAND... (SECURE=1 for the secured stack)" ;;
 esac
