@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
     kafka_ca_file: Path | None = None
+    # REDIS_URL names one node of a Redis Cluster (the others are discovered from it).
+    redis_cluster: bool = False
     # Redis ACL user; with a rediss:// URL, TLS verified against this CA file.
     redis_username: str | None = None
     redis_password: SecretStr | None = None

@@ -62,7 +62,10 @@ kafka_libs() {  # the broker's jars, resolved from Maven Central once
 
 kafka_up() {
   local pidfile="$STATE/pids/kafka.pid"
-  if pid_alive "$pidfile"; then say "kafka already running (pid $(cat "$pidfile"))"; return; fi
+  if pid_alive "$pidfile"; then
+    port_open "$KAFKA_PORT" || die "kafka of $STATE (pid $(cat "$pidfile")) runs, but not on port $KAFKA_PORT; stop it first (make services-down) or use its port"
+    say "kafka already running (pid $(cat "$pidfile"))"; return
+  fi
   check_port_free "$KAFKA_PORT" kafka "$pidfile"
   check_port_free "$KAFKA_CONTROLLER_PORT" "kafka controller" "$pidfile"
   kafka_libs
@@ -88,7 +91,10 @@ kafka_up() {
 
 redis_up() {
   local pidfile="$STATE/pids/redis.pid"
-  if pid_alive "$pidfile"; then say "redis already running (pid $(cat "$pidfile"))"; return; fi
+  if pid_alive "$pidfile"; then
+    port_open "$REDIS_PORT" || die "redis of $STATE (pid $(cat "$pidfile")) runs, but not on port $REDIS_PORT; stop it first (make services-down) or use its port"
+    say "redis already running (pid $(cat "$pidfile"))"; return
+  fi
   check_port_free "$REDIS_PORT" redis "$pidfile"
   if ! command -v redis-server >/dev/null; then
     if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then

@@ -33,10 +33,24 @@ def redis_options(settings: Settings) -> dict[str, Any]:
 
 
 def connect_redis(settings: Settings, **options: Any) -> Any:
-    """A `redis.Redis` for the settings' URL and user; `options` as for redis.Redis."""
+    """A `redis.Redis` for the settings' URL and user, or with FRAUD_REDIS_CLUSTER=1 a
+    `redis.cluster.RedisCluster` that discovers the cluster from that URL; `options` as for the
+    client. A cluster client retries a node's loss with backoff (a replica takes over within a
+    few seconds); what still fails reaches the caller as redis.RedisError."""
     import redis
 
-    return redis.Redis.from_url(settings.redis_url, **{**redis_options(settings), **options})
+    merged = {**redis_options(settings), **options}
+    if settings.redis_cluster:
+        from redis.backoff import ExponentialWithJitterBackoff
+        from redis.cluster import RedisCluster
+        from redis.retry import Retry
+
+        merged.pop("health_check_interval", None)
+        merged.setdefault(
+            "retry", Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
+        )
+        return RedisCluster.from_url(settings.redis_url, **merged)
+    return redis.Redis.from_url(settings.redis_url, **merged)
 
 
 def redis_address(settings: Settings) -> str:

@@ -44,8 +44,9 @@ from stream.features.encoding import (
 from stream.features.kernels import EARTH_RADIUS_KM, MAX_CARD_HISTORY
 from stream.features.memory_store import InMemoryFeatureStore, default_features
 from stream.features.metadata import Baseline, FeatureInfo, feature_info
+from stream.features.redis_store import SHARDS as REDIS_SHARDS
 from stream.features.redis_store import RedisFeatureStore
-from stream.features.store import DEFAULT_LABEL_DELAY, FeatureStore, state_ttl
+from stream.features.store import DEFAULT_LABEL_DELAY, FeatureStore, StaleStateError, state_ttl
 from stream.features.warm import WarmReport, history_events, history_labels, warm_store
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "FEATURE_NAMES",
     "MAX_CARD_HISTORY",
     "PROTECTED_ATTRIBUTES",
+    "REDIS_SHARDS",
     "TERMINAL_FEATURES",
     "TERMINAL_WINDOWS",
     "UNKNOWN_CODE",
@@ -69,6 +71,7 @@ __all__ = [
     "InMemoryFeatureStore",
     "IntArray",
     "RedisFeatureStore",
+    "StaleStateError",
     "WarmReport",
     "card_features_grouped",
     "channel_code",

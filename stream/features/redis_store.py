@@ -1,24 +1,34 @@
-"""RedisFeatureStore: the feature state shared by every stream worker.
+"""RedisFeatureStore: the feature state shared by every stream worker, on one Redis or on a
+Redis Cluster with the same code.
 
-One round trip reads a batch's state and one writes it back, each a Lua script: a script runs
-its many small commands inside Redis (redis-py spends tens of microseconds per pipelined
-command, which at ~12 commands per event would dominate the batch) and a script is atomic, so a
-crash never leaves a transaction recorded without its state update or the other way round.
-The labels path (apply_labels) is one lookup and one script.
+Keys are hash-tagged into shards, so that each atomic Lua script touches one slot: a card's
+state and the records of its transactions share the card's shard (`<base>:{c<n>}:...`), a
+terminal's transactions and labels share the terminal's shard (`<base>:{t<n>}:...`), and the
+index that finds a transaction's terminal for a label lives in the transaction's shard
+(`<base>:{x<n>}:...`), with `<base>` = `<prefix>:features:v<STATE_VERSION>`. A batch is read in one round of per-shard scripts and written in another;
+the scripts of a round are pipelined per node (one pipeline on a single Redis, one per primary
+on a cluster). Scripts run their many small commands inside Redis: redis-py spends tens of
+microseconds per pipelined command, which at ~12 commands per event would dominate a batch.
 
-Keys, all under `<prefix>:features:v<STATE_VERSION>:` and expiring `state_ttl(label_delay)`
-after their last write (label delay + 28 d + 1 d: 36 days at the default 7-day delay):
-`card:<card_id>` packed CARD_EVENT_DTYPE rows; `term:<terminal_id>` sorted set of the
-terminal's transactions by time (members are transaction keys, so workers sharing a terminal add
-idempotently); `tlabel:<terminal_id>` hash of its labels; `tx:<transaction_id>` the record
-(time, content digest, features, terminal).
-card_id is already a token (the store refuses anything that looks like a card number).
+Each card state carries a version. A card shard's write commits only if every card it writes is
+still at the version read (all or nothing per shard); otherwise the batch is read and computed
+again. So a worker whose partitions moved away while it was frozen (a zombie) can never write
+over the state of the partition's new owner, nor count a transaction twice. Terminal members
+(keyed by transaction) and label index entries are idempotent and written for every event of a
+batch, also for redelivered ones, so a crash between the two rounds leaves nothing missing.
+
+Keys expire `state_ttl(label_delay)` after their last write (label delay + 28 d + 1 d: 36 days
+at the default 7-day delay). card_id is already a token (the store refuses anything that looks
+like a card number). Redis failures raise redis.RedisError (the scorer then decides with
+defaults and backfills later).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -35,17 +45,19 @@ from stream.features.store import (
     LabelEntry,
     LabelResult,
     ParsedLabel,
+    StaleStateError,
     StoredState,
     state_ttl,
     terminal_cutoffs,
 )
 
+SHARDS = 16  # per kind: card, terminal, transaction index
 _N_FEATURES = len(FEATURE_NAMES)
 _RECORD_HEADER = struct.Struct(f"<q{DIGEST_BYTES}s")  # time, content digest
+_VERSION = struct.Struct("<Q")  # the first 8 bytes of a stored card state
 
 # Names travel length-prefixed ("<bytes>:<name>", binary safe) in a few arguments and the scripts
-# build the keys: per-argument overhead in redis-py, not Redis, limits a batch otherwise. (Keys
-# not declared in KEYS are fine on a single Redis; a Redis Cluster would need hash tags.)
+# build the keys, all in the script's own slot (the shard's hash tag is part of the prefix).
 # Numbers stay strings or go through string.format('%d'): Lua's tostring keeps 14 digits and
 # times are 16-digit microseconds.
 _SPLIT_LUA = """
@@ -66,33 +78,44 @@ local function joined(items)
 end
 """
 
-# ARGV: prefix, transactions, cards, terminals (length-prefixed), the count windows as
-# microseconds before t ("start:end,start:end,...", each counting [t - start, t - end)), each
-# event's terminal number ("i,i,...") and time ("t,t,..."). Returns the numbers of the
-# transactions already recorded and their records, the card states (length-prefixed, empty
-# when none), the numbers of terminals with labels and their label hashes, and the counts.
-_READ_LUA = (
+# KEYS[1]: the shard's anchor key (routes the call). ARGV: shard prefix, cards, transactions
+# (length-prefixed). Returns the card states (versioned; empty when none) and the numbers of the
+# transactions already recorded with their records.
+_READ_CARDS_LUA = (
     _SPLIT_LUA
     + """
 local prefix = ARGV[1]
-local transactions, cards, terminals = split(ARGV[2]), split(ARGV[3]), split(ARGV[4])
-local seen, records, states, labelled, labels, counts = {}, {}, {}, {}, {}, {}
+local cards, transactions = split(ARGV[2]), split(ARGV[3])
+local states, seen, records = {}, {}, {}
+for i = 1, #cards do states[i] = redis.call('GET', prefix .. 'card:' .. cards[i]) or '' end
 for i = 1, #transactions do
   local record = redis.call('GET', prefix .. 'tx:' .. transactions[i])
   if record then seen[#seen + 1] = i; records[#records + 1] = record end
 end
-for i = 1, #cards do states[i] = redis.call('GET', prefix .. 'card:' .. cards[i]) or '' end
+return {joined(states), seen, records}
+"""
+)
+
+# KEYS[1]: anchor. ARGV: shard prefix, terminals (length-prefixed), the count windows as
+# microseconds before t ("start:end,..."), each event's terminal number ("i,i,...") and time
+# ("t,t,..."). Returns the numbers of terminals with labels, their label hashes, and the counts.
+_READ_TERMINALS_LUA = (
+    _SPLIT_LUA
+    + """
+local prefix = ARGV[1]
+local terminals = split(ARGV[2])
+local labelled, labels, counts = {}, {}, {}
 for i = 1, #terminals do
   local entries = redis.call('HGETALL', prefix .. 'tlabel:' .. terminals[i])
   if #entries > 0 then labelled[#labelled + 1] = i; labels[#labels + 1] = entries end
 end
 local starts, ends, event_terminal = {}, {}, {}
-for first, last in string.gmatch(ARGV[5], '(%d+):(%d+)') do
+for first, last in string.gmatch(ARGV[3], '(%d+):(%d+)') do
   starts[#starts + 1] = tonumber(first); ends[#ends + 1] = tonumber(last)
 end
-for index in string.gmatch(ARGV[6], '[^,]+') do event_terminal[#event_terminal + 1] = tonumber(index) end
+for index in string.gmatch(ARGV[4], '[^,]+') do event_terminal[#event_terminal + 1] = tonumber(index) end
 local event = 0
-for t in string.gmatch(ARGV[7], '[^,]+') do
+for t in string.gmatch(ARGV[5], '[^,]+') do
   event = event + 1
   local key = prefix .. 'term:' .. terminals[event_terminal[event]]
   local now = tonumber(t)
@@ -102,24 +125,42 @@ for t in string.gmatch(ARGV[7], '[^,]+') do
     counts[#counts + 1] = redis.call('ZCOUNT', key, lower, '(' .. upper)
   end
 end
-return {seen, records, joined(states), labelled, labels, table.concat(counts, ',')}
+return {labelled, labels, table.concat(counts, ',')}
 """
 )
 
-# ARGV: prefix, ttl, then length-prefixed lists: cards, their states, transactions, their
-# records, terminals, the oldest time each keeps, their new members ("time:key,time:key"),
-# terminals with stale labels and, per terminal, the stale label fields (length-prefixed).
-_WRITE_LUA = (
+# KEYS[1]: anchor. ARGV: shard prefix, ttl, then length-prefixed: cards, the 8-byte version
+# each was read at, their new states (versioned), transactions, their records. All or nothing:
+# when any card moved on since it was read, nothing is written and the moved cards come back.
+_WRITE_CARDS_LUA = (
     _SPLIT_LUA
     + """
 local prefix, ttl = ARGV[1], ARGV[2]
-local cards, states = split(ARGV[3]), split(ARGV[4])
+local cards, read_at, states = split(ARGV[3]), split(ARGV[4]), split(ARGV[5])
+local moved = {}
+for i = 1, #cards do
+  local current = redis.call('GET', prefix .. 'card:' .. cards[i])
+  local version = current and string.sub(current, 1, 8) or ''
+  if version ~= read_at[i] then moved[#moved + 1] = cards[i] end
+end
+if #moved > 0 then return moved end
 for i = 1, #cards do redis.call('SET', prefix .. 'card:' .. cards[i], states[i], 'EX', ttl) end
-local transactions, records = split(ARGV[5]), split(ARGV[6])
+local transactions, records = split(ARGV[6]), split(ARGV[7])
 for i = 1, #transactions do
   redis.call('SET', prefix .. 'tx:' .. transactions[i], records[i], 'EX', ttl)
 end
-local terminals, oldest, members = split(ARGV[7]), split(ARGV[8]), split(ARGV[9])
+return moved
+"""
+)
+
+# KEYS[1]: anchor. ARGV: shard prefix, ttl, then length-prefixed lists: terminals, the oldest
+# time each keeps, their members ("time:key,time:key"), terminals with stale labels and, per
+# terminal, the stale label fields (length-prefixed). Idempotent.
+_WRITE_TERMINALS_LUA = (
+    _SPLIT_LUA
+    + """
+local prefix, ttl = ARGV[1], ARGV[2]
+local terminals, oldest, members = split(ARGV[3]), split(ARGV[4]), split(ARGV[5])
 for i = 1, #terminals do
   local key = prefix .. 'term:' .. terminals[i]
   for score, member in string.gmatch(members[i], '(%-?%d+):(%-?%d+)') do
@@ -128,38 +169,133 @@ for i = 1, #terminals do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. oldest[i])
   redis.call('EXPIRE', key, ttl)
 end
-local stale_terminals, stale_fields = split(ARGV[10]), split(ARGV[11])
+local stale_terminals, stale_fields = split(ARGV[6]), split(ARGV[7])
 for i = 1, #stale_terminals do
   local fields = split(stale_fields[i])
   for j = 1, #fields do redis.call('HDEL', prefix .. 'tlabel:' .. stale_terminals[i], fields[j]) end
+end
+return #terminals
+"""
+)
+
+# KEYS[1]: anchor. ARGV: shard prefix, ttl, transactions, their "time,terminal" (length-
+# prefixed). The index a label finds its transaction's terminal and time by. Idempotent.
+_WRITE_INDEX_LUA = (
+    _SPLIT_LUA
+    + """
+local prefix, ttl = ARGV[1], ARGV[2]
+local transactions, entries = split(ARGV[3]), split(ARGV[4])
+for i = 1, #transactions do
+  redis.call('SET', prefix .. 'lab:' .. transactions[i], entries[i], 'EX', ttl)
 end
 return #transactions
 """
 )
 
-# Latest label wins: KEYS are label hashes; ARGV = ttl, then per key
-# (transaction_id, "tx_ts,labelled_at,flag", labelled_at).
+# KEYS[1]: anchor. ARGV: shard prefix, transactions (length-prefixed). Their index entries.
+_READ_INDEX_LUA = (
+    _SPLIT_LUA
+    + """
+local prefix = ARGV[1]
+local transactions = split(ARGV[2])
+local found = {}
+for i = 1, #transactions do found[i] = redis.call('GET', prefix .. 'lab:' .. transactions[i]) or '' end
+return joined(found)
+"""
+)
+
+# Latest label wins. KEYS[1]: anchor. ARGV: shard prefix, ttl, then per label
+# (terminal, transaction_id, "tx_ts,labelled_at,flag", labelled_at).
 _APPLY_LABELS_LUA = """
+local prefix, ttl = ARGV[1], ARGV[2]
 local applied = 0
-for i = 1, #KEYS do
-  local base = 1 + (i - 1) * 3
+for base = 3, #ARGV, 4 do
+  local key = prefix .. 'tlabel:' .. ARGV[base]
   local field, value = ARGV[base + 1], ARGV[base + 2]
   local labelled_at = tonumber(ARGV[base + 3])
-  local current = redis.call('HGET', KEYS[i], field)
+  local current = redis.call('HGET', key, field)
   local current_at = current and tonumber(string.match(current, '^[^,]+,([^,]+),'))
   if not current_at or current_at <= labelled_at then
-    redis.call('HSET', KEYS[i], field, value)
+    redis.call('HSET', key, field, value)
     applied = applied + 1
   end
-  redis.call('EXPIRE', KEYS[i], ARGV[1])
+  redis.call('EXPIRE', key, ttl)
 end
 return applied
 """
 
+_SCRIPTS = {
+    "read_cards": _READ_CARDS_LUA,
+    "read_terminals": _READ_TERMINALS_LUA,
+    "write_cards": _WRITE_CARDS_LUA,
+    "write_terminals": _WRITE_TERMINALS_LUA,
+    "write_index": _WRITE_INDEX_LUA,
+    "read_index": _READ_INDEX_LUA,
+    "apply_labels": _APPLY_LABELS_LUA,
+}
+
+
+def shard_of(name: str) -> int:
+    """The shard of a card, terminal or transaction id (stable across processes)."""
+    return zlib.crc32(name.encode()) % SHARDS
+
+
+@dataclass
+class _Call:
+    anchor: str
+    script: str
+    args: list[Any]
+
+
+@dataclass
+class _Rounds:
+    """Script calls grouped per node, run as one pipeline per node (the same code for one
+    Redis and for a cluster: a single Redis is one node)."""
+
+    client: Any
+    shas: dict[str, str]
+    cluster: bool
+    loaded: set[tuple[str, str]] = field(default_factory=set)
+
+    def run(self, calls: Sequence[_Call]) -> list[Any]:
+        import redis
+
+        by_node: dict[str, list[int]] = {}
+        connections: dict[str, Any] = {}
+        for index, call in enumerate(calls):
+            name, connection = self._node(call.anchor)
+            by_node.setdefault(name, []).append(index)
+            connections[name] = connection
+        results: list[Any] = [None] * len(calls)
+        for name, indexes in by_node.items():
+            connection = connections[name]
+            for attempt in range(2):
+                pipe = connection.pipeline(transaction=False)
+                for index in indexes:
+                    call = calls[index]
+                    pipe.evalsha(self.shas[call.script], 1, call.anchor, *call.args)
+                try:
+                    answers = pipe.execute()
+                    break
+                except redis.exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    for source_name, source in _SCRIPTS.items():
+                        connection.script_load(source)
+                        self.loaded.add((name, source_name))
+            for index, answer in zip(indexes, answers, strict=True):
+                results[index] = answer
+        return results
+
+    def _node(self, anchor: str) -> tuple[str, Any]:
+        if not self.cluster:
+            return "single", self.client
+        node = self.client.get_node_from_key(anchor)
+        return node.name, self.client.get_redis_connection(node)
+
 
 class RedisFeatureStore(FeatureStore):
-    """Feature state in Redis; see the module docstring. Redis failures raise redis.RedisError
-    (the scorer then falls back to `default_features`).
+    """Feature state in Redis or Redis Cluster; see the module docstring.
 
     `label_delay` must be the one the served model was trained with (stream/features/definition.py);
     `ttl` defaults to `state_ttl(label_delay)` and may only be longer.
@@ -174,9 +310,17 @@ class RedisFeatureStore(FeatureStore):
         ttl: timedelta | None = None,
     ) -> None:
         super().__init__(label_delay)
-        if not prefix or any(char.isspace() for char in prefix):
-            raise ConfigError(f"Redis key prefix must be non-empty without spaces, got {prefix!r}")
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+        if not prefix or any(char.isspace() or char in "{}" for char in prefix):
+            raise ConfigError(
+                f"Redis key prefix must be non-empty, without spaces or braces, got {prefix!r}"
+            )
+        from redis.cluster import RedisCluster
+
+        cluster = isinstance(client, RedisCluster)
+        pool_options = {} if cluster else client.connection_pool.connection_kwargs
+        if (client.get_encoder().decode_responses if cluster else False) or pool_options.get(
+            "decode_responses"
+        ):
             raise ConfigError("RedisFeatureStore needs a client with decode_responses=False")
         needed = state_ttl(label_delay)
         if ttl is not None and ttl < needed:
@@ -184,73 +328,141 @@ class RedisFeatureStore(FeatureStore):
                 f"ttl {ttl} is shorter than the {needed} the features need with label_delay "
                 f"{label_delay} (delay + 28-day window + 1 day); leave ttl unset"
             )
+        import hashlib
+
         self._client = client
-        self._base = f"{prefix}:features:v{STATE_VERSION}:"
+        self._prefix = prefix
+        self._base = f"{prefix}:features:v{STATE_VERSION}"
         self._ttl = int((ttl or needed).total_seconds())
         self._windows = ",".join(f"{start}:{end}" for start, end in self._count_offsets)
-        # register_script only hashes the source; scripts load on first use.
-        self._read_script = client.register_script(_READ_LUA)
-        self._write_script = client.register_script(_WRITE_LUA)
-        self._apply_labels_script = client.register_script(_APPLY_LABELS_LUA)
+        self._rounds = _Rounds(
+            client,
+            {name: hashlib.sha1(source.encode()).hexdigest() for name, source in _SCRIPTS.items()},
+            cluster,
+        )
 
     @property
     def key_prefix(self) -> str:
         """Every key of this store starts with this."""
-        return self._base
+        return self._base + ":"
 
     @property
     def ttl(self) -> timedelta:
         """How long a key lives after its last write."""
         return timedelta(seconds=self._ttl)
 
-    def _key(self, kind: str, name: str) -> str:
-        return f"{self._base}{kind}:{name}"
+    def _shard(self, kind: str, number: int) -> str:
+        return f"{self._base}:{{{kind}{number}}}:"
+
+    def card_key(self, card: str) -> str:
+        return f"{self._shard('c', shard_of(card))}card:{card}"
+
+    def terminal_key(self, terminal: str) -> str:
+        return f"{self._shard('t', shard_of(terminal))}term:{terminal}"
+
+    def transaction_key(self, card: str, transaction_id: str) -> str:
+        return f"{self._shard('c', shard_of(card))}tx:{transaction_id}"
 
     def clear(self) -> int:
         """Delete every key of this store's prefix (tests, benchmarks); returns how many."""
-        keys = list(self._client.scan_iter(match=f"{self._base}*", count=1000))
+        pattern = f"{self.key_prefix}*"
+        if self._rounds.cluster:
+            keys = list(self._client.scan_iter(match=pattern, count=1000, target_nodes="all"))
+            for key in keys:
+                self._client.delete(key)
+            return len(keys)
+        keys = list(self._client.scan_iter(match=pattern, count=1000))
         for start in range(0, len(keys), 1000):
             self._client.delete(*keys[start : start + 1000])
         return len(keys)
 
+    # -- reading a batch's state ----------------------------------------------------------
+
     def _read(self, columns: EventColumns, rows: IntArray) -> StoredState:
         row_list = rows.tolist()
-        transactions = [columns.transaction_id[row] for row in row_list]
-        cards = list(dict.fromkeys(columns.card_id[row] for row in row_list))
-        terminal_number: dict[str, int] = {}
-        event_terminals = [
-            terminal_number.setdefault(columns.terminal_id[row], len(terminal_number) + 1)
-            for row in row_list
-        ]
-        terminals = list(terminal_number)
-        args = [
-            self._base,
-            _joined(transactions),
-            _joined(cards),
-            _joined(terminals),
-            self._windows,
-            ",".join(map(str, event_terminals)),
-            ",".join(map(str, columns.ts[rows].tolist())),
-        ]
-        seen, records, states, labelled, labels, counts = self._read_script(args=args)
-        unpacked = {
-            transactions[number - 1]: _unpack_record(record)
-            for number, record in zip(seen, records, strict=True)
-        }
+        cards_by_shard: dict[int, list[str]] = {}
+        txs_by_shard: dict[int, list[str]] = {}
+        for card in dict.fromkeys(columns.card_id[row] for row in row_list):
+            cards_by_shard.setdefault(shard_of(card), []).append(card)
+        for row in row_list:
+            card_shard = shard_of(columns.card_id[row])
+            txs_by_shard.setdefault(card_shard, []).append(columns.transaction_id[row])
+        # Terminal counts, in the events' order: per terminal shard, its events.
+        terminal_rows: dict[int, list[int]] = {}
+        for position, row in enumerate(row_list):
+            terminal_rows.setdefault(shard_of(columns.terminal_id[row]), []).append(position)
+        calls: list[_Call] = []
+        for number in sorted(cards_by_shard):
+            prefix = self._shard("c", number)
+            calls.append(
+                _Call(
+                    prefix,
+                    "read_cards",
+                    [prefix, _joined(cards_by_shard[number]), _joined(txs_by_shard[number])],
+                )
+            )
+        terminal_layout: list[tuple[int, list[int], list[str]]] = []
+        for number in sorted(terminal_rows):
+            positions = terminal_rows[number]
+            number_of: dict[str, int] = {}
+            event_terminals = [
+                number_of.setdefault(columns.terminal_id[row_list[p]], len(number_of) + 1)
+                for p in positions
+            ]
+            terminals = list(number_of)
+            terminal_layout.append((number, positions, terminals))
+            prefix = self._shard("t", number)
+            calls.append(
+                _Call(
+                    prefix,
+                    "read_terminals",
+                    [
+                        prefix,
+                        _joined(terminals),
+                        self._windows,
+                        ",".join(map(str, event_terminals)),
+                        ",".join(str(columns.ts[row_list[p]]) for p in positions),
+                    ],
+                )
+            )
+        answers = self._rounds.run(calls)
+        known: dict[str, FloatArray] = {}
+        known_digest: dict[str, bytes] = {}
+        history: dict[str, bytes] = {}
+        versions: dict[str, bytes] = {}
+        for number, answer in zip(sorted(cards_by_shard), answers, strict=False):
+            states, seen, records = answer
+            for card, state in zip(cards_by_shard[number], _split(states), strict=True):
+                versions[card] = state[: _VERSION.size]
+                if len(state) > _VERSION.size:
+                    history[card] = state[_VERSION.size :]
+            transactions = txs_by_shard[number]
+            for position, record in zip(seen, records, strict=True):
+                _ts, _terminal, features, digest = _unpack_record(record)
+                known[transactions[position - 1]] = features
+                known_digest[transactions[position - 1]] = digest
+        counts = np.zeros((len(row_list), len(self._count_offsets)), dtype=np.float64)
+        labels: dict[str, dict[str, LabelEntry]] = {}
+        for (_number, positions, terminals), answer in zip(
+            terminal_layout, answers[len(cards_by_shard) :], strict=True
+        ):
+            labelled, hashes, flat = answer
+            values = np.array(flat.split(b","), dtype=np.float64).reshape(
+                len(positions), len(self._count_offsets)
+            )
+            counts[positions] = values
+            for number, entries in zip(labelled, hashes, strict=True):
+                labels[terminals[number - 1]] = _parse_label_hash(entries)
         return StoredState(
-            known={tx: record[2] for tx, record in unpacked.items()},
-            known_digest={tx: record[3] for tx, record in unpacked.items()},
-            card_history={
-                card: state for card, state in zip(cards, _split(states), strict=True) if state
-            },
-            terminal_counts=np.array(counts.split(b","), dtype=np.float64).reshape(
-                len(row_list), len(self._count_offsets)
-            ),
-            terminal_labels={
-                terminals[number - 1]: _parse_label_hash(flat)
-                for number, flat in zip(labelled, labels, strict=True)
-            },
+            known=known,
+            known_digest=known_digest,
+            card_history=history,
+            terminal_counts=counts,
+            terminal_labels=labels,
+            versions=versions,
         )
+
+    # -- writing it back --------------------------------------------------------------------
 
     def _write(
         self,
@@ -260,60 +472,146 @@ class RedisFeatureStore(FeatureStore):
         state: StoredState,
         digests: list[bytes],
     ) -> None:
-        transactions: list[str] = []
-        records: list[bytes] = []
-        members: dict[str, list[str]] = {}
-        for row, ts, tx_key, vector, digest in zip(
-            rows.tolist(),
-            columns.ts[rows].tolist(),
-            columns.tx_key[rows].tolist(),
-            result.features,
-            digests,
-            strict=True,
+        card_states: dict[int, list[tuple[str, bytes, bytes]]] = {}
+        for card, packed in result.card_history.items():
+            read_at = state.versions.get(card, b"")
+            version = _VERSION.unpack(read_at)[0] if read_at else 0
+            card_states.setdefault(shard_of(card), []).append(
+                (card, read_at, _VERSION.pack(version + 1) + packed)
+            )
+        tx_records: dict[int, list[tuple[str, bytes]]] = {}
+        for row, ts, vector, digest in zip(
+            rows.tolist(), columns.ts[rows].tolist(), result.features, digests, strict=True
+        ):
+            record = _pack_record(ts, digest, columns.terminal_id[row], vector)
+            tx_records.setdefault(shard_of(columns.card_id[row]), []).append(
+                (columns.transaction_id[row], record)
+            )
+        calls: list[_Call] = []
+        shards = sorted(set(card_states) | set(tx_records))
+        for number in shards:
+            prefix = self._shard("c", number)
+            writes = card_states.get(number, [])
+            records = tx_records.get(number, [])
+            calls.append(
+                _Call(
+                    prefix,
+                    "write_cards",
+                    [
+                        prefix,
+                        self._ttl,
+                        _joined(card for card, _, _ in writes),
+                        _joined(read_at for _, read_at, _ in writes),
+                        _joined(blob for _, _, blob in writes),
+                        _joined(tx for tx, _ in records),
+                        _joined(record for _, record in records),
+                    ],
+                )
+            )
+        moved = [card for answer in self._rounds.run(calls) for card in answer]
+        if moved:
+            raise StaleStateError([card.decode() for card in moved])
+
+    def _after_write(self, columns: EventColumns, rows: IntArray, state: StoredState) -> None:
+        """Terminal members and the label index of every event of the batch (new or
+        redelivered): idempotent, so a crash between the rounds leaves nothing missing."""
+        row_list = rows.tolist()
+        members: dict[int, dict[str, list[str]]] = {}
+        index: dict[int, list[tuple[str, str]]] = {}
+        for row, ts, tx_key in zip(
+            row_list, columns.ts[rows].tolist(), columns.tx_key[rows].tolist(), strict=True
         ):
             terminal = columns.terminal_id[row]
-            members.setdefault(terminal, []).append(f"{ts}:{tx_key}")
-            transactions.append(columns.transaction_id[row])
-            records.append(_pack_record(ts, digest, terminal, vector))
+            members.setdefault(shard_of(terminal), {}).setdefault(terminal, []).append(
+                f"{ts}:{tx_key}"
+            )
+            transaction = columns.transaction_id[row]
+            index.setdefault(shard_of(transaction), []).append((transaction, f"{ts},{terminal}"))
         cutoffs = terminal_cutoffs(columns, rows, self._retention_us)
-        stale: dict[str, list[str]] = {}
-        for terminal, entries in state.terminal_labels.items():
-            old = [tx for tx, entry in entries.items() if entry[0] < cutoffs.get(terminal, 0)]
-            if old:
-                stale[terminal] = old
-        args = [
-            self._base,
-            self._ttl,
-            _joined(result.card_history),
-            _joined(result.card_history.values()),
-            _joined(transactions),
-            _joined(records),
-            _joined(members),
-            _joined(str(cutoffs[terminal]) for terminal in members),
-            _joined(",".join(entries) for entries in members.values()),
-            _joined(stale),
-            _joined(_joined(fields) for fields in stale.values()),
-        ]
-        self._write_script(args=args)
+        calls: list[_Call] = []
+        for number, by_terminal in sorted(members.items()):
+            stale: dict[str, list[str]] = {}
+            for terminal in by_terminal:
+                known_labels = state.terminal_labels.get(terminal, {})
+                old = [tx for tx, entry in known_labels.items() if entry[0] < cutoffs[terminal]]
+                if old:
+                    stale[terminal] = old
+            prefix = self._shard("t", number)
+            calls.append(
+                _Call(
+                    prefix,
+                    "write_terminals",
+                    [
+                        prefix,
+                        self._ttl,
+                        _joined(by_terminal),
+                        _joined(str(cutoffs[terminal]) for terminal in by_terminal),
+                        _joined(",".join(entries) for entries in by_terminal.values()),
+                        _joined(stale),
+                        _joined(_joined(fields) for fields in stale.values()),
+                    ],
+                )
+            )
+        for number, pairs in sorted(index.items()):
+            prefix = self._shard("x", number)
+            calls.append(
+                _Call(
+                    prefix,
+                    "write_index",
+                    [
+                        prefix,
+                        self._ttl,
+                        _joined(tx for tx, _ in pairs),
+                        _joined(entry for _, entry in pairs),
+                    ],
+                )
+            )
+        self._rounds.run(calls)
+
+    # -- labels -------------------------------------------------------------------------------
 
     def _write_labels(self, labels: list[ParsedLabel]) -> LabelResult:
-        records = self._client.mget([self._key("tx", label.transaction_id) for label in labels])
-        keys: list[str] = []
-        args: list[Any] = [self._ttl]
-        early: list[str] = []
-        for label, record in zip(labels, records, strict=True):
-            if record is None:
-                continue
-            ts, terminal, _, _ = _unpack_record(record)
+        by_shard: dict[int, list[ParsedLabel]] = {}
+        for label in labels:
+            by_shard.setdefault(shard_of(label.transaction_id), []).append(label)
+        shards = sorted(by_shard)
+        lookups = [
+            _Call(
+                self._shard("x", number),
+                "read_index",
+                [self._shard("x", number), _joined(lab.transaction_id for lab in by_shard[number])],
+            )
+            for number in shards
+        ]
+        found: list[tuple[ParsedLabel, int, str]] = []
+        for number, answer in zip(shards, self._rounds.run(lookups), strict=True):
+            for label, entry in zip(by_shard[number], _split(answer), strict=True):
+                if entry:
+                    at, where = entry.decode().split(",", 1)
+                    found.append((label, int(at), where))
+        early = [label.transaction_id for label, ts, _ in found if label.labelled_at < ts]
+        per_terminal_shard: dict[int, list[Any]] = {}
+        for label, ts, terminal in found:
             if label.labelled_at < ts:
-                early.append(label.transaction_id)
                 continue
-            keys.append(self._key("tlabel", terminal))
-            value = f"{ts},{label.labelled_at},{label.is_fraud}"
-            args += [label.transaction_id, value, label.labelled_at]
-        if not keys:
-            return LabelResult(0, early)
-        return LabelResult(int(self._apply_labels_script(keys=keys, args=args)), early)
+            per_terminal_shard.setdefault(shard_of(terminal), []).extend(
+                [
+                    terminal,
+                    label.transaction_id,
+                    f"{ts},{label.labelled_at},{label.is_fraud}",
+                    label.labelled_at,
+                ]
+            )
+        calls = [
+            _Call(
+                self._shard("t", number),
+                "apply_labels",
+                [self._shard("t", number), self._ttl, *args],
+            )
+            for number, args in sorted(per_terminal_shard.items())
+        ]
+        applied = sum(int(answer) for answer in self._rounds.run(calls)) if calls else 0
+        return LabelResult(applied, early)
 
 
 def _joined(items: Iterable[str | bytes]) -> bytes:
@@ -338,9 +636,9 @@ def _split(data: bytes) -> list[bytes]:
 
 def _parse_label_hash(flat: list[bytes]) -> dict[str, LabelEntry]:
     entries = {}
-    for field, value in zip(flat[::2], flat[1::2], strict=True):
+    for field_name, value in zip(flat[::2], flat[1::2], strict=True):
         ts, labelled_at, flag = value.split(b",")
-        entries[field.decode()] = (int(ts), int(labelled_at), int(flag))
+        entries[field_name.decode()] = (int(ts), int(labelled_at), int(flag))
     return entries
 
 

@@ -21,7 +21,7 @@ import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -46,7 +46,8 @@ from stream.features.encoding import FloatArray, IntArray, columns_from_events, 
 
 # v2: transaction records hold the after-delay terminal features (9 terminal columns, not 6).
 # v3: transaction records hold a digest of the transaction's content.
-STATE_VERSION = 3  # bump when the layout of stored state changes; old keys then expire unused
+# v4: keys hash-tagged into shards (Redis Cluster); card states carry a version.
+STATE_VERSION = 4  # bump when the layout of stored state changes; old keys then expire unused
 # The delay training assumes when nothing else is said: Settings' default, one source of truth.
 DEFAULT_LABEL_DELAY = timedelta(days=Settings.model_fields["label_delay_days"].default)
 _ONE_US = timedelta(microseconds=1)
@@ -73,6 +74,15 @@ class BatchFeatures:
 
     features: list[dict[str, float | None]]
     conflicts: list[int]
+
+
+class StaleStateError(Exception):
+    """A write found cards that moved on since they were read (another worker wrote them):
+    nothing of that part was written; read and compute the batch again."""
+
+    def __init__(self, cards: list[str]) -> None:
+        super().__init__(f"{len(cards)} card states moved on since they were read")
+        self.cards = cards
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,8 @@ class StoredState:
     card_history: dict[str, bytes]  # packed CARD_EVENT_DTYPE rows
     terminal_counts: FloatArray  # stored transactions per `terminal_count_offsets` window
     terminal_labels: dict[str, dict[str, LabelEntry]]  # terminal -> transaction -> label
+    # The version each card state was read at (stores that check it before writing).
+    versions: dict[str, bytes] = field(default_factory=dict)
 
 
 class FeatureStore(ABC):
@@ -187,28 +199,40 @@ class FeatureStore(ABC):
         for row, transaction_id in enumerate(columns.transaction_id):
             first_row.setdefault(transaction_id, row)
         rows = np.fromiter(first_row.values(), dtype=np.int64, count=len(first_row))
-        state = self._read(columns, rows)
-        # An id's content is the recorded one, or else its first occurrence in this batch.
-        conflicts = [
-            row
-            for row, transaction_id in enumerate(columns.transaction_id)
-            if digests[row]
-            != state.known_digest.get(transaction_id, digests[first_row[transaction_id]])
-        ]
-        is_new = np.array([tx not in state.known for tx in first_row])
-        result = None
-        if is_new.any():
-            result = batch_features(
-                columns,
-                rows[is_new],
-                state.card_history,
-                state.terminal_counts[is_new],
-                _frauds_by_terminal(state.terminal_labels),
-                label_delay_us=self._label_delay_us,
-            )
-            if write:
-                new_rows = rows[is_new]
-                self._write(columns, new_rows, result, state, [digests[r] for r in new_rows])
+        for attempt in range(1, self.max_attempts + 1):
+            state = self._read(columns, rows)
+            # An id's content is the recorded one, or else its first occurrence in this batch.
+            conflicts = [
+                row
+                for row, transaction_id in enumerate(columns.transaction_id)
+                if digests[row]
+                != state.known_digest.get(transaction_id, digests[first_row[transaction_id]])
+            ]
+            is_new = np.array([tx not in state.known for tx in first_row])
+            result = None
+            if is_new.any():
+                result = batch_features(
+                    columns,
+                    rows[is_new],
+                    state.card_history,
+                    state.terminal_counts[is_new],
+                    _frauds_by_terminal(state.terminal_labels),
+                    label_delay_us=self._label_delay_us,
+                )
+            if not write:
+                break
+            try:
+                if result is not None:
+                    new_rows = rows[is_new]
+                    self._write(columns, new_rows, result, state, [digests[r] for r in new_rows])
+            except StaleStateError:
+                if attempt == self.max_attempts:
+                    raise
+                continue  # another worker wrote these cards: read and compute again
+            refused = set(conflicts)
+            kept = np.array([r for r in rows.tolist() if r not in refused], dtype=np.int64)
+            self._after_write(columns, kept, state)
+            break
         if not conflicts and result is not None and len(rows) == len(columns) and is_new.all():
             return BatchFeatures(feature_dicts(result.features), [])
         by_transaction = dict(state.known)
@@ -219,6 +243,14 @@ class FeatureStore(ABC):
         for row in conflicts:
             features[row] = features_without_history(events[row])
         return BatchFeatures(features, conflicts)
+
+    max_attempts = 5  # reads and computes of one batch while other workers write its cards
+
+    def _after_write(  # noqa: B027 - an optional hook, not every store needs it
+        self, columns: EventColumns, rows: IntArray, state: StoredState
+    ) -> None:
+        """Idempotent writes for every event of a written batch, redelivered ones included
+        (the Redis store's terminal members and label index); nothing by default."""
 
     def apply_labels(self, labels: Sequence[Mapping[str, Any]]) -> int:
         """Record confirmed labels for the terminal fraud-rate features.

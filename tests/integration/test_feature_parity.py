@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,14 @@ import redis
 
 from bench.features import history_events, synthetic_history
 from fraud.errors import ConfigError
-from stream.features import FEATURE_NAMES, InMemoryFeatureStore, RedisFeatureStore, state_ttl
+from stream.features import (
+    FEATURE_NAMES,
+    REDIS_SHARDS,
+    InMemoryFeatureStore,
+    RedisFeatureStore,
+    state_ttl,
+)
+from stream.features.store import StaleStateError
 from training.data import replay_features
 
 pytestmark = pytest.mark.integration
@@ -141,43 +149,89 @@ def test_labels_through_redis_match_the_in_memory_store(
     assert last["terminal_fraud_rate_1d_after_delay"] == pytest.approx(2 / 4)  # tx1 and tx3
 
 
-class CountingRedis(redis.Redis):  # type: ignore[type-arg]
-    """A real client that records the name of every command it sends."""
-
-    commands: list[str]
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.commands.append(str(args[0]).upper())
-        return super().execute_command(*args, **options)
-
-
-def test_one_read_and_one_write_round_trip_per_batch_with_expiring_keys(
-    redis_client: redis.Redis, unique_name: Callable[[str], str]
+def test_three_pipelined_rounds_per_batch_with_expiring_hash_tagged_keys(
+    redis_client: redis.Redis, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = CountingRedis(connection_pool=redis_client.connection_pool)
-    client.commands = []
-    store = RedisFeatureStore(client, prefix=unique_name("features"))  # default: 7-day delay
+    rounds: list[list[str]] = []
+    execute = redis.client.Pipeline.execute
+
+    def counted(self: Any, raise_on_error: bool = True) -> Any:
+        rounds.append([str(args[0][0]) for args in self.command_stack])
+        return execute(self, raise_on_error)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
+    store = RedisFeatureStore(redis_client, prefix=unique_name("features"))  # 7-day delay
     assert store.label_delay == timedelta(days=7)
     assert store.ttl == state_ttl(timedelta(days=7)) == timedelta(days=36)
     try:
         events = history_events(synthetic_history(600, days=1, seed=2))
         store.process_batch(events[:10])  # loads the scripts
-        client.commands.clear()
+        rounds.clear()
         store.process_batch(events[10:])
-        assert client.commands == ["EVALSHA", "EVALSHA"]  # read script, then write script
-        keys = list(client.scan_iter(match=f"{store.key_prefix}*"))
-        assert {key.split(b":")[3] for key in keys} == {b"card", b"term", b"tx"}
-        ttls = {client.ttl(key) for key in keys}
+        # Read; write the cards (all or nothing per shard); write terminals and the label index.
+        assert len(rounds) == 3 and all(set(r) == {"EVALSHA"} for r in rounds)
+        assert all(len(r) <= 2 * REDIS_SHARDS for r in rounds)  # one script call per shard touched
+        keys = list(redis_client.scan_iter(match=f"{store.key_prefix}*"))
+        kinds = {re.search(rb"\}:(\w+):", key).group(1) for key in keys}  # type: ignore[union-attr]
+        assert kinds == {b"card", b"term", b"tx", b"lab"}
+        # Every script's keys share its shard's hash tag: one slot per call on a cluster.
+        assert all(re.search(rb":\{[ctx]\d+\}:", key) for key in keys)
+        ttls = {redis_client.ttl(key) for key in keys}
         # Terminal history must outlive the delay + the 28-day window: 36 days, not 31.
         assert 35 * 86_400 < min(ttls) and max(ttls) <= store.ttl.total_seconds()
-        card_keys = [key for key in keys if b":card:" in key]
-        assert all(key.rsplit(b":", 1)[1].startswith(b"card") for key in card_keys)
         terminal = events[0]["terminal_id"]
-        members_before = client.zcard(f"{store.key_prefix}term:{terminal}")
+        members_before = redis_client.zcard(store.terminal_key(terminal))
+        assert members_before > 0
         store.process_batch(events)  # a full replay adds nothing
-        assert client.zcard(f"{store.key_prefix}term:{terminal}") == members_before
+        assert redis_client.zcard(store.terminal_key(terminal)) == members_before
     finally:
         store.clear()
+
+
+def test_a_zombie_cannot_write_over_a_newer_card_state(
+    redis_client: redis.Redis, unique_name: Callable[[str], str]
+) -> None:
+    """Two stores on one card: the state the first read is overwritten by the second before
+    the first writes. The first's write is refused; it reads and computes again, so neither
+    transaction is lost and none is counted twice."""
+    prefix = unique_name("zombie")
+    zombie = RedisFeatureStore(redis_client, prefix=prefix)
+    owner = RedisFeatureStore(redis_client, prefix=prefix)
+    events = history_events(synthetic_history(50, days=1, seed=4))
+    card = events[0]["card_id"]
+    mine = [e for e in events if e["card_id"] == card][:4]
+    try:
+        owner.process_batch(mine[:2])
+        original_read = zombie._read
+        interleaved = []
+
+        def read_then_owner_writes(*args: Any) -> Any:
+            state = original_read(*args)
+            if not interleaved:  # the new owner decides mine[2] between the zombie's rounds
+                interleaved.append(owner.process_batch([mine[2]]))
+            return state
+
+        zombie._read = read_then_owner_writes  # type: ignore[method-assign]
+        original_write = zombie._write
+        refused: list[list[str]] = []
+
+        def counted_write(*args: Any) -> None:
+            try:
+                original_write(*args)
+            except StaleStateError as exc:
+                refused.append(exc.cards)
+                raise
+
+        zombie._write = counted_write  # type: ignore[method-assign]
+        zombie.process_batch([mine[3]])
+        assert refused == [[card]]  # refused once, then read and computed again
+        fresh = InMemoryFeatureStore()
+        expected = fresh.process_batch(mine)
+        # The zombie's event saw all three earlier transactions of the card, once each.
+        assert zombie.process_batch([mine[3]]) == [expected[3]]
+        assert owner.process_batch([mine[2]]) == [expected[2]]
+    finally:
+        owner.clear()
 
 
 def test_a_client_decoding_responses_is_refused(redis_client: redis.Redis) -> None:

@@ -79,14 +79,16 @@ def _same(a: float | None, b: float | None) -> bool:
 
 
 def _state(client: Any, store: RedisFeatureStore) -> dict[str, Any]:
-    """The store's card histories and terminal sets, by key without the prefix."""
+    """The store's card histories and terminal sets, by key without the prefix (card states
+    without their version, which counts writes and so depends on how events were batched)."""
     state: dict[str, Any] = {}
     for key in client.scan_iter(f"{store.key_prefix}*", count=1000):
-        name = key.decode()[len(store.key_prefix) :]
-        if name.startswith("card:"):
-            state[name] = client.get(key)
-        elif name.startswith("term:"):
+        name = key.decode()[len(store.key_prefix) :]  # "{c3}:card:<card>"
+        if ":card:" in name:
+            state[name] = client.get(key)[8:]  # without the version: it counts writes
+        elif ":term:" in name:
             state[name] = client.zrange(key, 0, -1, withscores=True)
+    assert state, f"nothing under {store.key_prefix}"
     return state
 
 
