@@ -7,7 +7,7 @@ FRAUD := $(VENV)/bin/fraud
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services services-down test test-unit lint lock simulate produce train worker lag monitor analyst console retrain demo bench bench-features bench-simulator
+.PHONY: help setup services services-down chaos test test-unit lint lock simulate produce train worker lag monitor analyst console retrain demo bench bench-features bench-simulator
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,11 +23,11 @@ setup: $(STAMP) ## Create .venv and install the pinned dependencies (constraints
 lock: ## Re-pin constraints.txt from the current .venv (after changing pyproject ranges)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
-services: setup ## Start Kafka (KRaft), Redis and the MLflow store on loopback; create topics
-	ops/services.sh up
+services: setup ## Start Kafka (KRaft), Redis and the MLflow store on loopback; create topics (CLUSTER=1: 3 Kafka nodes + Redis Cluster)
+	CLUSTER=$(CLUSTER) ops/services.sh up
 
-services-down: ## Stop the services that `make services` started
-	ops/services.sh down
+services-down: ## Stop the services that `make services` started (CLUSTER=1: the clustered stack)
+	CLUSTER=$(CLUSTER) ops/services.sh down
 
 test: setup ## Run every test (unit + integration; starts services when needed)
 	$(PY) -m pytest
@@ -73,6 +73,9 @@ demo: setup ## Services, a champion (trained if none), worker + analysts + conso
 
 bench: services ## End-to-end benchmark: worker throughput and latency vs. the lab's HTTP design and a bare Kafka loop
 	$(FRAUD) bench
+
+chaos: setup ## Faults under steady traffic on the clustered stack, every topic verified (RATE=150 FAULTS=full|short|a,b)
+	$(FRAUD) chaos --rate $${RATE:-150} --faults $${FAULTS:-full}
 
 bench-features: setup ## Feature replay speed (training sets) and the Redis store path
 	$(PY) -m bench.features --rows 1000000
