@@ -7,6 +7,9 @@ FRAUD := $(VENV)/bin/fraud
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
+# SECURE=1: the secured stack (Kafka SASL_SSL + ACLs, Redis TLS + ACL users, MLflow basic auth);
+# each verb then runs with its role's credentials (ops/services.sh as ROLE, SECURITY.md).
+as = $(if $(filter 1,$(SECURE)),ops/services.sh as $(1) ,)
 .PHONY: help setup services services-down chaos test test-unit lint lock simulate produce train worker lag monitor analyst console retrain demo bench bench-features bench-simulator
 
 help: ## List the targets
@@ -23,7 +26,7 @@ setup: $(STAMP) ## Create .venv and install the pinned dependencies (constraints
 lock: ## Re-pin constraints.txt from the current .venv (after changing pyproject ranges)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
-services: setup ## Start Kafka (KRaft), Redis and the MLflow store on loopback; create topics (CLUSTER=1: 3 Kafka nodes + Redis Cluster)
+services: setup ## Start Kafka (KRaft), Redis and the MLflow store on loopback; create topics (SECURE=1: the secured stack; CLUSTER=1: 3 Kafka nodes + Redis Cluster)
 	CLUSTER=$(CLUSTER) ops/services.sh up
 
 services-down: ## Stop the services that `make services` started (CLUSTER=1: the clustered stack)
@@ -45,34 +48,34 @@ simulate: setup ## Write the default simulated history to data/history (5,000 cu
 	$(FRAUD) simulate --customers 5000 --days 60 --seed 1 --out data/history
 
 produce: setup ## Publish live simulated traffic to `transactions` (RATE=2000 DURATION=10)
-	$(FRAUD) produce --rate $${RATE:-2000} --duration $${DURATION:-10}
+	$(call as,simulator)$(FRAUD) produce --rate $${RATE:-2000} --duration $${DURATION:-10}
 
 train: services ## Simulate the default history if missing, validate, train, evaluate, register, promote, write model_card.md
-	$(FRAUD) train
+	$(call as,trainer)$(FRAUD) train
 
 worker: services ## Run one scoring worker (Ctrl-C to stop); start more in other terminals to scale out
-	$(FRAUD) worker
+	$(call as,scorer)$(FRAUD) worker
 
 lag: setup ## Consumer lag of the scorer's group, per partition, with status (refreshes; Ctrl-C to stop)
-	$(FRAUD) lag --watch
+	$(call as,monitor)$(FRAUD) lag --watch
 
 monitor: setup ## Live precision/recall per model version and score/feature drift (PSI), printed once
-	$(FRAUD) monitor
+	$(call as,monitor)$(FRAUD) monitor
 
 analyst: setup ## Simulated analysts: label alerts from ground truth, send chargebacks for approved frauds
-	$(FRAUD) analyst
+	$(call as,analyst)$(FRAUD) analyst
 
 console: services ## The analyst console on http://127.0.0.1:8080 (add an analyst: .venv/bin/fraud console add-analyst ID)
-	$(FRAUD) console
+	$(call as,analyst)$(FRAUD) console
 
 retrain: services ## Fold analyst labels and chargebacks back in: challenger, gates, promotion (LABEL_DELAY_SECONDS=86400 after a demo: one simulated day)
-	$(FRAUD) retrain $${LABEL_DELAY_SECONDS:+--label-delay-seconds $$LABEL_DELAY_SECONDS}
+	$(call as,trainer)$(FRAUD) retrain $${LABEL_DELAY_SECONDS:+--label-delay-seconds $$LABEL_DELAY_SECONDS}
 
 demo: setup ## Services, a champion (trained if none), worker + analysts + console + live traffic with a live view (RATE=500 DURATION=60 KEEP_CONSOLE=1)
-	$(FRAUD) demo --rate $${RATE:-500} --duration $${DURATION:-60} $${KEEP_CONSOLE:+--keep-console}
+	$(call as,admin)$(FRAUD) demo --rate $${RATE:-500} --duration $${DURATION:-60} $${KEEP_CONSOLE:+--keep-console}
 
 bench: services ## End-to-end benchmark: worker throughput and latency vs. the lab's HTTP design and a bare Kafka loop
-	$(FRAUD) bench
+	$(call as,admin)$(FRAUD) bench
 
 chaos: setup ## Faults under steady traffic on the clustered stack, every topic verified (RATE=150 FAULTS=full|short|a,b)
 	$(FRAUD) chaos --rate $${RATE:-150} --faults $${FAULTS:-full}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from bench.context import FEATURE_MODES
 from bench.kafka import flush, send
 from fraud.errors import FraudScorerError
-from fraud.settings import PROJECT_ROOT, Settings
+from fraud.settings import PROJECT_ROOT, KafkaConnection, Settings
 from stream.kafka_io import make_consumer, make_producer
 
 if TYPE_CHECKING:
@@ -204,12 +204,12 @@ class BareLoopRun:
 
 
 def bare_consume_produce(
-    bootstrap: str, source: str, sink: str, expected: int, timeout_s: float = 120
+    connection: KafkaConnection, source: str, sink: str, expected: int, timeout_s: float = 120
 ) -> BareLoopRun:
     """Consume `source`, produce each record unchanged to `sink`, commit once per consumed
     batch; timed from the first record received to the last one acknowledged by the broker."""
-    consumer = make_consumer(bootstrap, f"bench-bare-{uuid.uuid4().hex[:8]}")
-    producer = make_producer(bootstrap, {"queue.buffering.max.messages": 1_000_000})
+    consumer = make_consumer(connection, f"bench-bare-{uuid.uuid4().hex[:8]}")
+    producer = make_producer(connection, {"queue.buffering.max.messages": 1_000_000})
     consumer.subscribe([source])
     count, began = 0, None
     deadline = time.monotonic() + timeout_s

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.kafka import BenchTopics, TopicLedger
 from fraud.errors import ConfigError, ServiceUnavailableError
+from fraud.secrets import mask_url
 from fraud.settings import PROJECT_ROOT, Settings
 
 FEATURE_MODES = ("memory", "none")
@@ -84,8 +85,8 @@ class BenchOptions:
         record["out_dir"] = str(self.out_dir)
         record["worker_batch_size"] = self.batch_size or settings.batch_size
         record["worker_batch_within_s"] = settings.batch_within_s
-        record["kafka_bootstrap_servers"] = settings.kafka_bootstrap_servers
-        record["redis_url"] = settings.redis_url
+        record["kafka"] = settings.kafka.describe()
+        record["redis_url"] = mask_url(settings.redis_url)
         return record
 
 
@@ -186,14 +187,14 @@ class BenchContext:
     """Services, private names and clean-up shared by the steps of one run."""
 
     def __init__(self, settings: Settings, options: BenchOptions) -> None:
-        import redis
+        from stream.redis_io import connect_redis
 
         self.settings = settings
         self.options = options
         self.run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        self.bootstrap = settings.kafka_bootstrap_servers
-        self.topics = TopicLedger(self.bootstrap, options.partitions)
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        self.connection = settings.kafka
+        self.topics = TopicLedger(self.connection, options.partitions)
+        self.redis = connect_redis(settings, socket_timeout=5)
         self.redis_prefixes: list[str] = []
         self.run_dir = options.out_dir / f"run-{self.run_id}"
 
@@ -202,12 +203,12 @@ class BenchContext:
 
         from stream.kafka_io import wait_for_broker
 
-        wait_for_broker(self.bootstrap, 10)
+        wait_for_broker(self.connection, 10)
         try:
             self.redis.ping()
         except redis.RedisError as exc:
             raise ServiceUnavailableError(
-                f"Redis at {self.settings.redis_url} did not answer ({exc}); run `make services`"
+                f"Redis at {mask_url(self.settings.redis_url)} did not answer ({exc}); run `make services`"
             ) from exc
 
     def new_topics(self, trial: str) -> BenchTopics:
@@ -225,7 +226,7 @@ class BenchContext:
             **self.options.env,
             **topics.env(),
             "FRAUD_STATE_DIR": str(state_dir),
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_BOOTSTRAP_SERVERS": self.connection.bootstrap,
             "REDIS_URL": self.settings.redis_url,
             "FRAUD_CONSUMER_GROUP": f"bench-{self.run_id}-{trial}",
             "FRAUD_REDIS_PREFIX": prefix,

@@ -217,11 +217,16 @@ def run_benchmarks(args: argparse.Namespace) -> list[Measurement]:
         return results
     import redis
 
+    from fraud.secrets import mask_url
     from fraud.settings import Settings
+    from stream.redis_io import connect_redis
 
-    url = args.redis_url or Settings().redis_url
+    settings = Settings()
+    if args.redis_url:
+        settings = settings.model_copy(update={"redis_url": args.redis_url})
+    url = mask_url(settings.redis_url)
     store = RedisFeatureStore(
-        redis.Redis.from_url(url), prefix=f"bench-{uuid.uuid4().hex[:8]}", label_delay=delay
+        connect_redis(settings), prefix=f"bench-{uuid.uuid4().hex[:8]}", label_delay=delay
     )
     try:
         results.append(bench_store("RedisFeatureStore", events, store, args.batch_size))

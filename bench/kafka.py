@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
+from fraud.settings import KafkaConnection
 from simulator.live import LiveTraffic
 from stream.kafka_io import ensure_topics, make_admin, make_consumer, make_producer
 
@@ -71,20 +72,20 @@ class BenchTopics:
 class TopicLedger:
     """Creates topics and remembers them, so that everything a run created is deleted."""
 
-    def __init__(self, bootstrap: str, partitions: int) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection, partitions: int) -> None:
+        self.connection = connection
         self.partitions = partitions
         self.created: list[str] = []
 
     def create(self, names: Iterable[str]) -> None:
         wanted = [name for name in names if name not in self.created]
-        ensure_topics(self.bootstrap, wanted, self.partitions)
+        ensure_topics(self.connection, wanted, self.partitions)
         self.created.extend(wanted)
 
     def delete_all(self) -> None:
         if not self.created:
             return
-        admin = make_admin(self.bootstrap)  # kept alive until every future has resolved
+        admin = make_admin(self.connection)  # kept alive until every future has resolved
         futures = admin.delete_topics(self.created, operation_timeout=15)
         for name, future in futures.items():
             try:
@@ -103,8 +104,8 @@ def generate_events(traffic: LiveTraffic, count: int, batch: int = 2_000) -> lis
     return events
 
 
-def bench_producer(bootstrap: str) -> Producer:
-    return make_producer(bootstrap, {"queue.buffering.max.messages": 1_000_000})
+def bench_producer(connection: KafkaConnection) -> Producer:
+    return make_producer(connection, {"queue.buffering.max.messages": 1_000_000})
 
 
 def send(producer: Producer, topic: str, key: bytes | str | None, value: bytes) -> None:
@@ -171,9 +172,9 @@ def flush(producer: Producer) -> None:
 # --- reading -----------------------------------------------------------------------------
 
 
-def offset_probe(bootstrap: str) -> Consumer:
+def offset_probe(connection: KafkaConnection) -> Consumer:
     """A consumer used only to ask the broker for log-end offsets (never subscribes)."""
-    return make_consumer(bootstrap, f"bench-probe-{uuid.uuid4().hex[:8]}")
+    return make_consumer(connection, f"bench-probe-{uuid.uuid4().hex[:8]}")
 
 
 def end_offsets(probe: Consumer, topic: str) -> Offsets:
@@ -221,20 +222,28 @@ def wait_for_records(
 
 
 def read_records(
-    bootstrap: str, topic: str, start: Offsets, end: Offsets, parse: Callable[[bytes], T]
+    connection: KafkaConnection,
+    topic: str,
+    start: Offsets,
+    end: Offsets,
+    parse: Callable[[bytes], T],
 ) -> list[T]:
     """parse(value) of every record between two offset snapshots of `topic`."""
     return read_messages(
-        bootstrap, topic, start, end, lambda message: parse(message.value() or b"")
+        connection, topic, start, end, lambda message: parse(message.value() or b"")
     )
 
 
 def read_messages(
-    bootstrap: str, topic: str, start: Offsets, end: Offsets, parse: Callable[[Message], T]
+    connection: KafkaConnection,
+    topic: str,
+    start: Offsets,
+    end: Offsets,
+    parse: Callable[[Message], T],
 ) -> list[T]:
     """parse(message) of every record between two offset snapshots of `topic` (the message
     gives its partition, offset and timestamp too)."""
-    consumer = make_consumer(bootstrap, f"bench-reader-{uuid.uuid4().hex[:8]}")
+    consumer = make_consumer(connection, f"bench-reader-{uuid.uuid4().hex[:8]}")
     wanted = {p: end[p] for p in end if end[p] > start.get(p, 0)}
     consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in wanted])
     remaining = records_between({p: start.get(p, 0) for p in wanted}, wanted)
@@ -262,7 +271,9 @@ class DecisionTimes:
     batches: int  # distinct decided_at instants: one per micro-batch
 
 
-def read_decisions(bootstrap: str, topic: str, start: Offsets, end: Offsets) -> DecisionTimes:
+def read_decisions(
+    connection: KafkaConnection, topic: str, start: Offsets, end: Offsets
+) -> DecisionTimes:
     """decided_at, latency_ms and tier of the decisions between two offset snapshots."""
     instants: dict[str, float] = {}  # one decided_at per micro-batch: parse each once
     tiers: dict[str, int] = {}
@@ -276,12 +287,12 @@ def read_decisions(bootstrap: str, topic: str, start: Offsets, end: Offsets) -> 
         tiers[tier] = tiers.get(tier, 0) + 1
         return instants[stamp], float(record["latency_ms"])
 
-    pairs = read_records(bootstrap, topic, start, end, parse)
+    pairs = read_records(connection, topic, start, end, parse)
     return DecisionTimes([p[0] for p in pairs], [p[1] for p in pairs], tiers, len(instants))
 
 
 def read_dead_letter_reasons(
-    bootstrap: str, topic: str, start: Offsets, end: Offsets
+    connection: KafkaConnection, topic: str, start: Offsets, end: Offsets
 ) -> dict[str, int]:
     """How many dead letters per reason, with the first error message of each reason."""
 
@@ -291,7 +302,7 @@ def read_dead_letter_reasons(
 
     counts: dict[str, int] = {}
     examples: dict[str, str] = {}
-    for reason, error in read_records(bootstrap, topic, start, end, parse):
+    for reason, error in read_records(connection, topic, start, end, parse):
         counts[reason] = counts.get(reason, 0) + 1
         examples.setdefault(reason, error)
     for reason, error in examples.items():

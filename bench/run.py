@@ -178,7 +178,9 @@ def _run_steps(context: BenchContext, run: BenchRun, console: Console, scratch: 
     }
     bank = Bank.build(customers=options.customers, seed=options.seed)
     traffic = LiveTraffic(bank, seed=options.seed, run_id=context.run_id)
-    phase = Phase(context, run, console, champion, traffic, kafka.bench_producer(context.bootstrap))
+    phase = Phase(
+        context, run, console, champion, traffic, kafka.bench_producer(context.connection)
+    )
 
     topics = context.new_topics("s")
     with phase.step("preload", f"Pre-loading {options.events:,} events..."):
@@ -217,8 +219,8 @@ def _run_steps(context: BenchContext, run: BenchRun, console: Console, scratch: 
 def saturation(phase: Phase, worker: WorkerProcess, topics: kafka.BenchTopics) -> SaturationResult:
     """Wait until every pre-loaded event has its decision (or dead letter), at most
     --saturation-timeout after the first output, then read the decision instants."""
-    options, bootstrap = phase.options, phase.context.bootstrap
-    probe = kafka.offset_probe(bootstrap)
+    options, connection = phase.options, phase.context.connection
+    probe = kafka.offset_probe(connection)
     try:
         start = {t: kafka.end_offsets(probe, t) for t in (topics.decisions, topics.dead_letter)}
         meter = CpuMeter(worker.cpu_seconds)
@@ -241,10 +243,10 @@ def saturation(phase: Phase, worker: WorkerProcess, topics: kafka.BenchTopics) -
     finally:
         probe.close()
     times = kafka.read_decisions(
-        bootstrap, topics.decisions, start[topics.decisions], end[topics.decisions]
+        connection, topics.decisions, start[topics.decisions], end[topics.decisions]
     )
     reasons = kafka.read_dead_letter_reasons(
-        bootstrap, topics.dead_letter, start[topics.dead_letter], end[topics.dead_letter]
+        connection, topics.dead_letter, start[topics.dead_letter], end[topics.dead_letter]
     )
     return saturation_result(
         options.events,
@@ -305,9 +307,9 @@ def fixed_rate(
 ) -> FixedRateResult:
     """Paced sending, then up to --drain-timeout for the remaining decisions (and dead
     letters: an event the worker rejects is accounted for, not waited for)."""
-    bootstrap, topics = phase.context.bootstrap, running.topics
+    connection, topics = phase.context.connection, running.topics
     events = kafka.generate_events(phase.traffic, max(1, round(offered * duration_s)))
-    probe = kafka.offset_probe(bootstrap)
+    probe = kafka.offset_probe(connection)
     outputs = [topics.decisions, topics.dead_letter]
     try:
         start = [kafka.end_offsets(probe, topic) for topic in outputs]
@@ -320,7 +322,7 @@ def fixed_rate(
         end = [kafka.end_offsets(probe, topic) for topic in outputs]
     finally:
         probe.close()
-    times = kafka.read_decisions(bootstrap, topics.decisions, start[0], end[0])
+    times = kafka.read_decisions(connection, topics.decisions, start[0], end[0])
     dead = kafka.records_between(start[1], end[1])
     return fixed_rate_result(
         offered,
@@ -366,7 +368,7 @@ def bare_loop_baseline(phase: Phase, topics: kafka.BenchTopics) -> BaselineResul
     sink = f"bench-{phase.context.run_id}-bare-out"
     phase.context.topics.create([sink])
     loop = bare_consume_produce(
-        phase.context.bootstrap, topics.transactions, sink, phase.options.events
+        phase.context.connection, topics.transactions, sink, phase.options.events
     )
     return BaselineResult(
         name="bare_kafka_loop",

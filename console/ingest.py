@@ -101,7 +101,7 @@ class Ingest:
     def start(self, timeout_s: float = 30.0) -> None:
         """Assign every partition at its position, then read on a thread until `stop`."""
         consumer = make_consumer(
-            self.settings.kafka_bootstrap_servers,
+            self.settings.kafka,
             f"fraud-console-{uuid.uuid4().hex[:12]}",  # required by the client; never joined
             {
                 "enable.auto.commit": False,

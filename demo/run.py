@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from fraud.errors import FraudScorerError, ModelNotFoundError, ServiceUnavailableError
+from fraud.secrets import mask_url
 from fraud.settings import PROJECT_ROOT, Settings
 
 T = TypeVar("T")
@@ -185,7 +186,7 @@ def ensure_champion(settings: Settings, options: DemoOptions, console: Any) -> s
     found = version_at_alias(open_store(settings), settings.model_name, CHAMPION)
     if found is None:
         console.print(
-            f"[bold]no champion in {settings.tracking_uri}: running `fraud train` "
+            f"[bold]no champion in {mask_url(settings.tracking_uri)}: running `fraud train` "
             f"({options.customers:,} customers, {options.days} days of history if missing)[/]"
         )
         command = fraud(
@@ -214,7 +215,7 @@ def start_at_the_end(settings: Settings) -> int:
     from stream.kafka_io import make_consumer
 
     topic = settings.topics.transactions
-    consumer = make_consumer(settings.kafka_bootstrap_servers, settings.consumer_group)
+    consumer = make_consumer(settings.kafka, settings.consumer_group)
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
@@ -281,9 +282,10 @@ def _clear_store(settings: Settings, prefix: str) -> None:
     import redis
 
     from stream.features import RedisFeatureStore
+    from stream.redis_io import connect_redis
 
     try:
-        RedisFeatureStore(redis.Redis.from_url(settings.redis_url), prefix).clear()
+        RedisFeatureStore(connect_redis(settings), prefix).clear()
     except redis.RedisError:
         pass  # the services are stopping too; the keys expire anyway
 
@@ -301,9 +303,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Any) -> dict[str
                 stack.callback(_services_down, console)
         from stream.kafka_io import ensure_topics
 
-        ensure_topics(
-            settings.kafka_bootstrap_servers, settings.topics.all(), settings.topic_partitions
-        )
+        ensure_topics(settings.kafka, settings.topics.all(), settings.topic_partitions)
         champion = ensure_champion(settings, options, console)
         skipped = start_at_the_end(settings)
         if skipped:
@@ -368,7 +368,7 @@ def watch(
     from stream.monitoring import LagMonitor
 
     stats = LiveStats()
-    monitor = LagMonitor(settings.kafka_bootstrap_servers, settings.consumer_group, timeout_s=5.0)
+    monitor = LagMonitor(settings.kafka, settings.consumer_group, timeout_s=5.0)
     began = time.monotonic()
     sent_at: float | None = None
     last_lag = 0.0

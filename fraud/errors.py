@@ -29,3 +29,10 @@ class ServiceUnavailableError(FraudScorerError):
 
 class ModelNotFoundError(FraudScorerError):
     """No model is registered at the requested alias: run `make train` to register a champion."""
+
+
+class ModelIntegrityError(FraudScorerError):
+    """A model version failed its integrity check: unsigned, signed by a key this process does
+    not trust, or its files or deciding tags changed since signing. Nothing of it was
+    deserialised. Find out who changed the registry; retrain (`make train`), or re-sign a
+    version you checked with `fraud sign`."""

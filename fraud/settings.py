@@ -3,16 +3,54 @@
 Values come from environment variables prefixed `FRAUD_` plus the standard names
 `KAFKA_BOOTSTRAP_SERVERS`, `REDIS_URL` and `MLFLOW_TRACKING_URI`. Nothing here touches
 the network or the disk.
+
+Secrets are `SecretStr` (masked when printed). Every Kafka client is built from one
+`KafkaConnection` (`settings.kafka`: brokers plus how to authenticate), every Redis client from
+the URL plus the Redis user settings. With FRAUD_ENV=production, reading a secret that still
+holds its public default (or a service without a password) raises ConfigError naming the
+setting, so the process stops before it serves anything.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fraud.errors import ConfigError
+from fraud.secrets import DEV_MODEL_PUBLIC_KEY, DEV_MODEL_SIGNING_KEY, DEV_PAN_HASH_KEY
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+KafkaProtocol = Literal["PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256"]
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where the brokers are and how a client proves who it is. Every Kafka client of the
+    project (confluent producers, consumers and admin clients, the Faust app) is built from
+    one, so a process speaks to Kafka with one identity."""
+
+    bootstrap: str
+    security_protocol: KafkaProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.security_protocol == "SASL_SSL"
+
+    def describe(self) -> str:
+        """For messages: the brokers, the protocol and the user, never the password."""
+        if not self.secure:
+            return f"{self.bootstrap} (PLAINTEXT)"
+        return f"{self.bootstrap} ({self.security_protocol} as {self.username})"
 
 
 class TopicNames(BaseSettings):
@@ -82,8 +120,27 @@ class Settings(BaseSettings):
     consumer_group: str = "fraud-scorer"
     # Prefix of every Redis key the stream writes (aggregates, label index).
     redis_prefix: str = "fraud"
-    # Key of the keyed hash that replaces card numbers (PAN) at the edge.
-    pan_hash_key: SecretStr = SecretStr("change-me-in-production")
+    # Key of the keyed hash that replaces card numbers (PAN) at the edge, and its id, which
+    # every token carries (`tok_<id>_...`) so that the key can be rotated.
+    pan_hash_key: SecretStr = SecretStr(DEV_PAN_HASH_KEY)
+    pan_key_id: str = Field(default="k1", pattern=r"^[a-z0-9]{1,8}$")
+    # "production" refuses public default secrets and password-less services (FRAUD_ENV).
+    env: Literal["development", "production"] = "development"
+    # Kafka authentication (SASL_SSL: SCRAM user and password, CA of the brokers' certificates).
+    kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_ca_file: Path | None = None
+    # Redis ACL user; with a rediss:// URL, TLS verified against this CA file.
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_ca_file: Path | None = None
+    # Model signing (Ed25519, base64): training signs with the private key, every loader
+    # verifies with the trusted public keys (comma-separated; several during a rotation).
+    # Unset: the public development key pair (refused in production).
+    model_signing_key: SecretStr | None = None
+    model_trusted_keys: str | None = None
     model_name: str = "fraud-detector"
     model_alias: str = "champion"
     # How often the worker asks the registry whether the alias moved (hot reload).
@@ -118,6 +175,91 @@ class Settings(BaseSettings):
     # partition that cannot make progress).
     stalled_batch_s: float = Field(default=60.0, gt=0)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        # ConfigError is not a ValueError: pydantic lets it through as it is, and the CLI
+        # prints it as one line.
+        if self.kafka_security_protocol == "SASL_SSL" and not (
+            self.kafka_username and self.kafka_password
+        ):
+            raise ConfigError(
+                "FRAUD_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs FRAUD_KAFKA_USERNAME and "
+                "FRAUD_KAFKA_PASSWORD (for the local secure stack: `ops/services.sh as ROLE ...`)"
+            )
+        return self
+
+    # Each secret is read through one accessor below. In production (FRAUD_ENV=production)
+    # the accessor refuses a public default or a missing password, naming the setting, so a
+    # process refuses to start as soon as it builds the client or key that needs the secret,
+    # and a process that never uses a secret (a producer and the PAN key) need not hold it.
+
+    def _refuse(self, problem: str) -> None:
+        if self.env == "production":
+            raise ConfigError(f"production mode (FRAUD_ENV=production) refuses to start: {problem}")
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """What every Kafka client of this process is built from."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            self._refuse(
+                "FRAUD_KAFKA_SECURITY_PROTOCOL is PLAINTEXT (no authentication); use SASL_SSL "
+                "with FRAUD_KAFKA_USERNAME, FRAUD_KAFKA_PASSWORD and FRAUD_KAFKA_CA_FILE"
+            )
+        return KafkaConnection(
+            bootstrap=self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_username,
+            password=self.kafka_password,
+            ca_file=self.kafka_ca_file,
+        )
+
+    def pan_secret(self) -> bytes:
+        """The PAN hashing key."""
+        key = self.pan_hash_key.get_secret_value()
+        if key == DEV_PAN_HASH_KEY or len(key) < 32:
+            self._refuse(
+                "FRAUD_PAN_HASH_KEY is the public default or shorter than 32 characters; "
+                "set a random key (`openssl rand -hex 32`)"
+            )
+        return key.encode()
+
+    def redis_credentials(self) -> tuple[str | None, str | None]:
+        """(user, password) of the Redis ACL user; (None, None) for an open Redis."""
+        if self.redis_password is None:
+            self._refuse(
+                "FRAUD_REDIS_PASSWORD is unset; give the process a Redis ACL user "
+                "(FRAUD_REDIS_USERNAME, FRAUD_REDIS_PASSWORD)"
+            )
+            return self.redis_username, None
+        return self.redis_username, self.redis_password.get_secret_value()
+
+    def signing_key(self) -> str:
+        """The model signing key (base64 Ed25519 seed): the configured one, else development's."""
+        if self.model_signing_key is None:
+            self._refuse(
+                "FRAUD_MODEL_SIGNING_KEY is unset: only the holder of the signing key may "
+                "register a model; create a key pair with `fraud model-keys`"
+            )
+            return DEV_MODEL_SIGNING_KEY
+        key = self.model_signing_key.get_secret_value()
+        if key == DEV_MODEL_SIGNING_KEY:
+            self._refuse(
+                "FRAUD_MODEL_SIGNING_KEY is the public development key; "
+                "create a key pair with `fraud model-keys`"
+            )
+        return key
+
+    def trusted_model_keys(self) -> list[str]:
+        """Public keys (base64) a model version may be signed with."""
+        keys = [key.strip() for key in (self.model_trusted_keys or "").split(",") if key.strip()]
+        if not keys or DEV_MODEL_PUBLIC_KEY in keys:
+            self._refuse(
+                "FRAUD_MODEL_TRUSTED_KEYS is unset or trusts the public development key; "
+                "set it to the public key printed by `fraud model-keys`"
+            )
+        return keys or [DEV_MODEL_PUBLIC_KEY]
 
     @property
     def tracking_uri(self) -> str:

@@ -8,6 +8,14 @@
 #                           Kafka nodes, a Redis Cluster of six), with the same MLflow store and topics
 #
 # State (data, logs, pids) lives in $FRAUD_STATE_DIR (default: .state/ in the project).
+#
+# SECURE=1 runs the secured stack instead (ops/secure.sh): Kafka over SASL_SSL with ACLs per
+# role, Redis over TLS with ACL users, MLflow's basic-auth server, on their own ports.
+#
+#   SECURE=1 ops/services.sh up [kafka] [redis] [mlflow]   (default: all three)
+#   SECURE=1 ops/services.sh down | status
+#   ops/services.sh as ROLE COMMAND...    run COMMAND with one role's credentials, e.g.
+#                                          ops/services.sh as scorer .venv/bin/fraud worker
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -100,10 +108,25 @@ cluster() {  # the clustered stack: ops/cluster.sh, then the MLflow store and th
 }
 
 mkdir -p "$STATE/pids" "$STATE/logs"
-if [[ "${CLUSTER:-}" == 1 ]]; then cluster "$@"; exit; fi
-case "${1:-up}" in
+# shellcheck source=ops/secure.sh
+source "$ROOT/ops/secure.sh"
+command="${1:-up}"
+(($#)) && shift
+if [[ "${SECURE:-0}" == 1 ]]; then
+  case "$command" in
+    up) secure_up "$@" ;;
+    down) secure_down ;;
+    status) secure_status ;;
+    as) secure_as "$@" ;;
+    *) die "usage: SECURE=1 $0 up [kafka] [redis] [mlflow] | down | status | as ROLE COMMAND..." ;;
+  esac
+  exit 0
+fi
+if [[ "${CLUSTER:-0}" == 1 ]]; then cluster "$command"; exit 0; fi
+case "$command" in
   up) kafka_up; redis_up; mlflow_up; topics_up ;;
   down) stop_pid kafka; stop_pid redis ;;
   status) status ;;
-  *) die "usage: $0 up|down|status" ;;
+  as) secure_as "$@" ;;
+  *) die "usage: $0 up|down|status|as ROLE COMMAND... (SECURE=1 for the secured stack)" ;;
 esac

@@ -322,9 +322,8 @@ def run_analyst(
     """
     topics = settings.topics
     inputs: Sequence[str] = (topics.alerts, topics.truth, topics.decisions)
-    bootstrap = settings.kafka_bootstrap_servers
     consumer = make_consumer(
-        bootstrap,
+        settings.kafka,
         f"{settings.consumer_group}.analyst-{time.monotonic_ns():x}",
         {"enable.auto.commit": False, "enable.auto.offset.store": False, "fetch.wait.max.ms": 100},
     )
@@ -336,7 +335,7 @@ def run_analyst(
         consumer.assign(
             [TopicPartition(t, p, start) for t, p in partitions if t != topics.feedback]
         )
-        producer = make_producer(bootstrap)
+        producer = make_producer(settings.kafka)
         router = _Router(settings, desk)
 
         def delivered(err: KafkaError | None, _message: Message) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message
 
+from fraud.settings import KafkaConnection
 from simulator.bank import derived_rng
 from simulator.live import LiveTraffic
 from simulator.malformed import MALFORMED_KINDS, malform
@@ -94,7 +95,7 @@ class _Deliveries:
 
 
 def produce_live(
-    bootstrap: str,
+    kafka: KafkaConnection,
     traffic: LiveTraffic,
     rate: float,
     duration_s: float,
@@ -106,15 +107,15 @@ def produce_live(
     broker_timeout_s: float = 5.0,
 ) -> ProduceReport:
     """Send `rate` events per second for `duration_s` seconds; raises ServiceUnavailableError
-    within `broker_timeout_s` when no broker answers at `bootstrap`."""
+    within `broker_timeout_s` when no broker answers at `kafka`."""
     if rate <= 0 or duration_s <= 0:
         raise ValueError("rate and duration must be positive")
     if not 0.0 <= malformed_rate <= 1.0:
         raise ValueError(f"malformed_rate must be within [0, 1], got {malformed_rate}")
-    check_reachable(bootstrap, broker_timeout_s)
-    wait_for_broker(bootstrap, broker_timeout_s)
-    ensure_topics(bootstrap, [topic, truth_topic], partitions, timeout_s=broker_timeout_s)
-    producer = make_producer(bootstrap, {"queue.buffering.max.messages": 500_000})
+    check_reachable(kafka, broker_timeout_s)
+    wait_for_broker(kafka, broker_timeout_s)
+    ensure_topics(kafka, [topic, truth_topic], partitions, timeout_s=broker_timeout_s)
+    producer = make_producer(kafka, {"queue.buffering.max.messages": 500_000})
     deliveries = _Deliveries(topic)
     rng = derived_rng(seed, "malformed")
     report = ProduceReport(asked_rate=rate, duration_s=duration_s)

@@ -37,13 +37,13 @@ def topic_factory(stack: Stack, unique_name: Callable[[str], str]) -> Iterator[C
 
     def make(prefix: str = "topic", partitions: int = 4) -> str:
         name = unique_name(prefix)
-        ensure_topics(stack.bootstrap, [name], partitions)
+        ensure_topics(stack.kafka, [name], partitions)
         created.append(name)
         return name
 
     yield make
     if created:
-        futures = make_admin(stack.bootstrap).delete_topics(created, operation_timeout=10)
+        futures = make_admin(stack.kafka).delete_topics(created, operation_timeout=10)
         for future in futures.values():
             try:
                 future.result()

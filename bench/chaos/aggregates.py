@@ -22,7 +22,7 @@ from typing import Any
 from bench.chaos.verify import same_value
 from fraud.settings import Settings
 from schemas import validator
-from stream.edge import Admitted, Source, admit
+from stream.edge import Admitted, PanKey, Source, admit
 from stream.features import (
     CARD_FEATURES,
     TERMINAL_WINDOWS,
@@ -44,7 +44,7 @@ def admitted_events(
     oldest first (one card's events keep their order: one partition, sent in time order)."""
     import orjson
 
-    key = settings.pan_hash_key.get_secret_value().encode()
+    key = PanKey.from_settings(settings)
     check = validator("transaction")
     rows = sorted(records, key=lambda r: (orjson.loads(r[3])["timestamp"], r[0], r[1]))
     events = []

@@ -68,7 +68,7 @@ class ChaosContext:
 
         from stream.kafka_io import make_admin
 
-        admin = make_admin(self.bootstrap)  # referenced until the answer is in
+        admin = make_admin(self.stack.connection)  # referenced until the answer is in
         try:
             found = admin.describe_consumer_groups([self.group], request_timeout=10)
             description = found[self.group].result()
@@ -89,8 +89,8 @@ class ChaosContext:
 
         from stream.kafka_io import make_admin, make_consumer, watermarks
 
-        admin = make_admin(self.bootstrap)
-        probe = make_consumer(self.bootstrap, f"{self.group}-lag-probe")
+        admin = make_admin(self.stack.connection)
+        probe = make_consumer(self.stack.connection, f"{self.group}-lag-probe")
         try:
             request = [ConsumerGroupTopicPartitions(self.group)]
             answer = admin.list_consumer_group_offsets(request, request_timeout=10)

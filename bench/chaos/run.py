@@ -41,7 +41,7 @@ from bench.chaos.workers import WorkerPool
 from bench.context import load_average, machine_info
 from bench.worker import prepare_champion
 from fraud.errors import ConfigError
-from fraud.settings import Settings
+from fraud.settings import KafkaConnection, Settings
 from simulator import Bank, LiveTraffic
 
 
@@ -108,16 +108,18 @@ def live_store(redis_url: str, cluster: bool, prefix: str, label_delay: timedelt
     return RedisFeatureStore(client, prefix, label_delay=label_delay)
 
 
-def _wait_decided(bootstrap: str, topic: str, expected: set[str], timeout_s: float) -> None:
+def _wait_decided(
+    connection: KafkaConnection, topic: str, expected: set[str], timeout_s: float
+) -> None:
     """Until the decisions topic covers every expected transaction (or the timeout)."""
-    probe = kafka.offset_probe(bootstrap)
+    probe = kafka.offset_probe(connection)
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
             ends = kafka.end_offsets(probe, topic)
             if sum(ends.values()) >= len(expected):
                 ids = kafka.read_records(
-                    bootstrap, topic, {}, ends, lambda v: parse_decision(v).transaction_id
+                    connection, topic, {}, ends, lambda v: parse_decision(v).transaction_id
                 )
                 if not expected - set(ids):
                     return
@@ -126,8 +128,8 @@ def _wait_decided(bootstrap: str, topic: str, expected: set[str], timeout_s: flo
         probe.close()
 
 
-def _read_back(bootstrap: str, topics: kafka.BenchTopics) -> tuple[list, list, list]:
-    probe = kafka.offset_probe(bootstrap)
+def _read_back(connection: KafkaConnection, topics: kafka.BenchTopics) -> tuple[list, list, list]:
+    probe = kafka.offset_probe(connection)
     try:
         ends = {name: kafka.end_offsets(probe, name) for name in topics.names()}
     finally:
@@ -141,12 +143,14 @@ def _read_back(bootstrap: str, topics: kafka.BenchTopics) -> tuple[list, list, l
 
         return str(orjson.loads(message.value()).get("reason")), message.timestamp()[1] / 1000
 
-    inputs = kafka.read_messages(bootstrap, topics.transactions, {}, ends[topics.transactions], raw)
+    inputs = kafka.read_messages(
+        connection, topics.transactions, {}, ends[topics.transactions], raw
+    )
     decisions = kafka.read_records(
-        bootstrap, topics.decisions, {}, ends[topics.decisions], parse_decision
+        connection, topics.decisions, {}, ends[topics.decisions], parse_decision
     )
     dead_letters = kafka.read_messages(
-        bootstrap, topics.dead_letter, {}, ends[topics.dead_letter], dead
+        connection, topics.dead_letter, {}, ends[topics.dead_letter], dead
     )
     return inputs, decisions, dead_letters
 
@@ -165,7 +169,7 @@ def run_chaos(
         champion = prepare_champion(options.state_dir or scratch / "state", scratch)
         redis = _redis_target(stack, options, scratch)
         topics = kafka.BenchTopics.unique(run_id, "chaos")
-        ledger = kafka.TopicLedger(stack.bootstrap, options.partitions)
+        ledger = kafka.TopicLedger(stack.connection, options.partitions)
         prefix = f"chaos-{run_id}"
         label_delay = timedelta(days=settings.label_delay_days)
         try:
@@ -187,12 +191,12 @@ def run_chaos(
                 phases, log = _inject(stack, redis, pool, topics, options, prefix, say)
                 say("draining: waiting for a decision of every acknowledged transaction")
                 acked = {tx for tx, at in zip(log.ids, log.acked_at, strict=True) if at}
-                _wait_decided(stack.bootstrap, topics.decisions, acked, options.drain_timeout_s)
+                _wait_decided(stack.connection, topics.decisions, acked, options.drain_timeout_s)
             finally:
                 pool.stop_all()
             crashed = pool.check()
             say("reading every topic back; replaying; comparing the aggregates")
-            raw_inputs, decisions, dead_letters = _read_back(stack.bootstrap, topics)
+            raw_inputs, decisions, dead_letters = _read_back(stack.connection, topics)
             inputs = {_tx_id(value): InputRecord(p, o, t) for p, o, t, value in raw_inputs}
             events = admitted_events(raw_inputs, topics.transactions, settings)
             ideal_store, ideal = replay(events, label_delay)
@@ -270,7 +274,7 @@ def _inject(
     pool.start("w1")
     bank = Bank.build(options.customers, options.seed)
     traffic = SteadyTraffic(
-        stack.bootstrap, topics.transactions, LiveTraffic(bank, options.seed), options.rate
+        stack.connection, topics.transactions, LiveTraffic(bank, options.seed), options.rate
     ).start()
     phases = [Phase("steady", time.time(), detail="1 worker, steady traffic")]
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fraud.errors import ServiceUnavailableError
-from fraud.settings import PROJECT_ROOT
+from fraud.settings import PROJECT_ROOT, KafkaConnection
 
 OPS = PROJECT_ROOT / "ops" / "cluster.sh"
 KAFKA_NODES = (1, 2, 3)
@@ -84,6 +84,10 @@ class ClusterStack:
         return ",".join(f"127.0.0.1:{self.ports.kafka_port(n)}" for n in KAFKA_NODES)
 
     @property
+    def connection(self) -> KafkaConnection:
+        return KafkaConnection(bootstrap=self.bootstrap)
+
+    @property
     def redis_url(self) -> str:
         """Any node's address: a cluster client finds the others from it."""
         return f"redis://127.0.0.1:{self.ports.redis}/0"
@@ -135,7 +139,7 @@ class ClusterStack:
         """Partition metadata (leader, replicas, in-sync replicas) of `topics`."""
         from stream.kafka_io import make_admin
 
-        admin = make_admin(self.bootstrap)  # referenced until its answer is in
+        admin = make_admin(self.connection)  # referenced until its answer is in
         metadata = admin.list_topics(timeout=10)
         return [
             partition

@@ -7,20 +7,21 @@ delays is the acknowledgement. Every transaction is logged with the moment it wa
 the producer and the moment the broker acknowledged it (or the error), so the verifier knows
 exactly what was sent.
 
-    traffic = SteadyTraffic(bootstrap, topic, LiveTraffic(Bank.build(5000, 7), 7), rate=150)
+    traffic = SteadyTraffic(connection, topic, LiveTraffic(Bank.build(5000, 7), 7), rate=150)
     traffic.start(); ...; log = traffic.stop()
 """
 
 from __future__ import annotations
 
 import threading
-from functools import partial
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import orjson
 from confluent_kafka import KafkaError, Message
 
+from fraud.settings import KafkaConnection
 from simulator import LiveTraffic
 from stream.kafka_io import make_producer
 
@@ -52,7 +53,7 @@ class TrafficLog:
 class SteadyTraffic:
     def __init__(
         self,
-        bootstrap: str,
+        connection: KafkaConnection,
         topic: str,
         traffic: LiveTraffic,
         rate: float,
@@ -63,7 +64,7 @@ class SteadyTraffic:
         self._topic = topic
         self._traffic = traffic
         self._producer = make_producer(
-            bootstrap, {"queue.buffering.max.messages": 1_000_000, **(producer_config or {})}
+            connection, {"queue.buffering.max.messages": 1_000_000, **(producer_config or {})}
         )
         self.log = TrafficLog(rate)
         self._stopping = threading.Event()

@@ -48,7 +48,7 @@ def console(
         update={k: v for k, v in changes.items() if v is not None}
     )
     settings = settings.model_copy(update={"console": console_settings})
-    require_broker(settings.kafka_bootstrap_servers)
+    require_broker(settings.kafka)
     from console import serve
 
     typer.echo(

@@ -60,7 +60,7 @@ def label(
     from stream.kafka_io import require_broker
 
     settings: Settings = ctx.obj
-    require_broker(settings.kafka_bootstrap_servers, timeout_s=min(timeout, 10.0))
+    require_broker(settings.kafka, timeout_s=min(timeout, 10.0))
     with Console(stderr=True).status(f"looking for the decision of {transaction_id} ..."):
         outcome = label_transaction(
             settings,
@@ -144,7 +144,7 @@ def analyst(
     from stream.kafka_io import require_broker
 
     settings: Settings = ctx.obj
-    require_broker(settings.kafka_bootstrap_servers)
+    require_broker(settings.kafka)
     stop = threading.Event()
     # Ctrl-C and SIGTERM both end the run cleanly: due labels flushed, then the summary.
     for signum in (signal.SIGINT, signal.SIGTERM):

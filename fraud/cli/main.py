@@ -51,12 +51,26 @@ def _register_commands() -> None:
         ops,
         retrain,
         services,
+        signing,
         simulate,
         train,
         worker,
     )
 
-    for group in (services, simulate, train, retrain, worker, feedback, console, ops, demo, bench):
+    groups = (
+        services,
+        simulate,
+        train,
+        signing,
+        retrain,
+        worker,
+        feedback,
+        console,
+        ops,
+        demo,
+        bench,
+    )
+    for group in groups:
         group.register(app)
 
 

@@ -122,10 +122,10 @@ def lag(
     from stream.monitoring import LagMetrics, LagMonitor, LagRules, check_group_exists
 
     settings: Settings = ctx.obj
-    require_broker(settings.kafka_bootstrap_servers)
+    require_broker(settings.kafka)
     rules = LagRules(window=window, min_stop_s=min_stop)
     monitor = LagMonitor(
-        settings.kafka_bootstrap_servers,
+        settings.kafka,
         group or settings.consumer_group,
         rules=rules,
         lookback_s=lookback,
@@ -134,7 +134,7 @@ def lag(
     try:
         if not watch and serve is None:
             result = monitor.poll()
-            check_group_exists(result, settings.kafka_bootstrap_servers)
+            check_group_exists(result, settings.kafka)
             if json_output:
                 typer.echo(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode())
             else:
@@ -259,7 +259,7 @@ def monitor(
     )
 
     settings: Settings = ctx.obj
-    require_broker(settings.kafka_bootstrap_servers)
+    require_broker(settings.kafka)
     days = lookback_days if lookback_days is not None else settings.label_delay_days + 1
     service = MonitorService(
         settings,

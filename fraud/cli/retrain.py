@@ -208,6 +208,7 @@ def retrain_command(
     from training.retrain import Minimums, RetrainOptions
 
     settings: Settings = ctx.obj
+    settings.signing_key()  # production without a signing key: refused before any work
     interval = parse_interval(every) if every is not None else None
     options = RetrainOptions(
         history=data or settings.data_dir / "history" / "transactions.parquet",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -161,8 +162,11 @@ def produce(
     traffic = LiveTraffic(
         Bank.build(customers, seed), seed, scenario, scenario_at, start=first_moment
     )
+    kafka = settings.kafka
+    if bootstrap:
+        kafka = replace(kafka, bootstrap=bootstrap)
     report = produce_live(
-        bootstrap or settings.kafka_bootstrap_servers,
+        kafka,
         traffic,
         rate=rate,
         duration_s=duration,

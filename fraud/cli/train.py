@@ -182,6 +182,7 @@ def train_command(
     from training.model import PolicyTargets
 
     settings: Settings = ctx.obj
+    settings.signing_key()  # production without a signing key: refused before any work
     console = stderr_console()
     began = time.perf_counter()
     default_data = settings.data_dir / "history" / "transactions.parquet"

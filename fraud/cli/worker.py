@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from fraud.cli.options import existing_file
+from fraud.secrets import mask_url
 from fraud.settings import Settings
 
 
@@ -39,7 +40,7 @@ def worker(
     settings = settings.model_copy(update=updates)
     from stream.kafka_io import require_broker
 
-    require_broker(settings.kafka_bootstrap_servers)
+    require_broker(settings.kafka)
     scorer = build_worker(settings)
     model = scorer.models.load()  # refuses to start without a champion (ModelNotFoundError)
     typer.echo(f"scoring with {model.name} version {model.version} (@{model.alias})", err=True)
@@ -79,7 +80,7 @@ def warm_store(
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     typer.echo(
-        f"feature store {settings.redis_url} prefix {settings.redis_prefix!r}: "
+        f"feature store {mask_url(settings.redis_url)} prefix {settings.redis_prefix!r}: "
         f"{report.transactions:,} transactions from {report.since} to {report.until}, "
         f"{report.labels:,} fraud labels, in {report.seconds:.1f} s"
     )

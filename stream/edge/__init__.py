@@ -4,7 +4,8 @@
 
 `limits` bounds every record's size, depth, fields and strings; `pan` finds card numbers on
 decoded text and tokenises them (keyed hash) or masks them (first 6, last 4); `times` keeps a
-single event from moving the stream's clock.
+single event from moving the stream's clock. Tokens name their key (`PanKey`: the key and its
+id), so that the key can be rotated.
 """
 
 from stream.edge import pan
@@ -20,6 +21,7 @@ from stream.edge.admission import (
 )
 from stream.edge.limits import EdgeLimits, Shape, walk
 from stream.edge.pan import (
+    PanKey,
     contains_pan,
     is_pan,
     is_pan_integer,
@@ -27,6 +29,7 @@ from stream.edge.pan import (
     luhn_valid,
     mask,
     mask_text,
+    token_key_id,
     tokenize,
     tokenize_text,
 )
@@ -38,6 +41,7 @@ __all__ = [
     "DeadLetter",
     "EdgeLimits",
     "EventTimeGuard",
+    "PanKey",
     "Shape",
     "Source",
     "Stamped",
@@ -53,6 +57,7 @@ __all__ = [
     "mask_text",
     "pan",
     "readable_raw",
+    "token_key_id",
     "tokenize",
     "tokenize_text",
     "walk",

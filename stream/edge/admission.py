@@ -26,7 +26,7 @@ from fraud.errors import ValidationError
 from fraud.times import utc_now_iso
 from schemas import Validator
 from stream.edge.limits import EdgeLimits, walk
-from stream.edge.pan import mask_text, tokenize, tokenize_text
+from stream.edge.pan import PanKey, mask_text, tokenize, tokenize_text
 
 # A dead letter keeps at most this much of the input (with its size and a keyed digest of the
 # whole), so that it always fits the topic's message size whatever the input was.
@@ -131,15 +131,14 @@ def admit(
     raw: bytes | None,
     source: Source,
     validate: Validator,
-    pan_key: bytes,
+    pan_key: PanKey,
     limits: EdgeLimits = EdgeLimits(),
-    key_id: str = "",
 ) -> Admitted | DeadLetter:
     """Decode, check limits, strip card numbers, validate and time one transaction payload."""
     raw = raw or b""
 
     def dead(reason: str, error: str, field: str | None = None, rule: str | None = None) -> Any:
-        return dead_letter(reason, raw, source, error, field, rule, key=pan_key)
+        return dead_letter(reason, raw, source, error, field, rule, key=pan_key.secret)
 
     if len(raw) > limits.max_bytes:
         return dead("too_large", f"{len(raw)} bytes, more than {limits.max_bytes}", rule="size")
@@ -163,9 +162,9 @@ def admit(
     for name in shape.pan_fields:
         value = event[name]
         if isinstance(value, str):
-            event[name] = tokenize_text(value, pan_key, key_id)
+            event[name] = tokenize_text(value, pan_key)
         else:
-            event[name] = tokenize(str(value), pan_key, key_id)
+            event[name] = tokenize(str(value), pan_key)
     try:
         validate(event)
     except ValidationError as exc:

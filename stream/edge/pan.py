@@ -10,9 +10,10 @@ number. Detection runs on decoded text (after JSON unescaping, other scripts' di
 In a top-level field every card number is replaced by a keyed-hash token before anything else
 sees the event (an identifier that happens to hold one keeps its shape: "dev-<token>");
 anywhere else (nested, in a field name) the event goes to the dead-letter topic with the number
-masked to its first 6 and last 4 digits. The key lives in the settings (`FRAUD_PAN_HASH_KEY`,
-with a key id `FRAUD_PAN_KEY_ID` carried in every token so that the key can be rotated), so tokens
-are stable per deployment but cannot be reversed or recomputed without it.
+masked to its first 6 and last 4 digits. The key lives in the settings (`FRAUD_PAN_HASH_KEY`),
+so tokens are stable per deployment but cannot be reversed or recomputed without it. Each token
+names its key (`tok_<key id>_<hash>`, FRAUD_PAN_KEY_ID), so that after a rotation the tokens of
+the old key are told apart from the new ones (SECURITY.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import hashlib
 import hmac
 import re
 import unicodedata
+from dataclasses import dataclass
+
+from fraud.settings import Settings
 
 # One run of 13-19 digits, never the fraction of a number written as text ("40.84442571827383":
 # no match right after "<digit>." or "<digit>,"); or groups of 3-6 digits joined by one
@@ -34,6 +38,22 @@ _CANDIDATE = re.compile(
 _SEPARATORS = str.maketrans("", "", " .-")
 TOKEN_PREFIX = "tok_"
 MIN_DIGITS, MAX_DIGITS = 13, 19
+
+
+@dataclass(frozen=True)
+class PanKey:
+    """The PAN hashing key and the id its tokens carry."""
+
+    key_id: str
+    secret: bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PanKey:
+        """The configured key (refused in production while it is the public default)."""
+        return cls(settings.pan_key_id, settings.pan_secret())
+
+    def __repr__(self) -> str:  # never the key itself
+        return f"PanKey(key_id={self.key_id!r})"
 
 
 def luhn_valid(digits: str) -> bool:
@@ -100,21 +120,27 @@ def mask_text(text: str) -> str:
     return _CANDIDATE.sub(lambda m: mask(m.group()) if _pan_digits(m.group()) else m.group(), text)
 
 
-def tokenize_text(text: str, key: bytes, key_id: str = "") -> str:
+def tokenize_text(text: str, key: PanKey) -> str:
     """`text` with every card number in it replaced by its token."""
     text = ascii_digits(text)
     return _CANDIDATE.sub(
-        lambda m: tokenize(m.group(), key, key_id) if _pan_digits(m.group()) else m.group(), text
+        lambda m: tokenize(m.group(), key) if _pan_digits(m.group()) else m.group(), text
     )
 
 
-def tokenize(pan: str, key: bytes, key_id: str = "") -> str:
-    """`tok_[<key id>_]<26 base32 letters>`: the keyed hash of the card's digits.
+def tokenize(pan: str, key: PanKey) -> str:
+    """`tok_<key id>_<26 base32 letters>`: the keyed hash of the card's digits.
 
     Lower-case base32 (letters and 2-7): unlike hex, a token practically never contains a
-    13-digit run, so a token can never itself look like a card number to a scanner. The key id
-    tells which key made a token, so that a rotated key's tokens can be told apart."""
+    13-digit run, so a token can never itself look like a card number to a scanner."""
     digits = ascii_digits(pan).translate(_SEPARATORS)
-    digest = hmac.new(key, digits.encode(), hashlib.sha256).digest()
-    body = base64.b32encode(digest).decode()[:26].lower()
-    return f"{TOKEN_PREFIX}{key_id}_{body}" if key_id else f"{TOKEN_PREFIX}{body}"
+    digest = hmac.new(key.secret, digits.encode(), hashlib.sha256).digest()
+    return f"{TOKEN_PREFIX}{key.key_id}_{base64.b32encode(digest).decode()[:26].lower()}"
+
+
+def token_key_id(token: str) -> str | None:
+    """The key id a token names, or None for anything else (tokens from before key ids)."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    key_id, sep, _ = token[len(TOKEN_PREFIX) :].partition("_")
+    return key_id if sep else None

@@ -2,7 +2,7 @@
 state.
 
     store = RedisFeatureStore(
-        redis.Redis.from_url(settings.redis_url),
+        connect_redis(settings),                 # stream.redis_io: URL + Redis user
         settings.redis_prefix,
         label_delay=timedelta(days=settings.label_delay_days),  # the model's training delay
     )

@@ -91,9 +91,8 @@ def warm_store(
     worker's Redis store."""
     import time
 
-    import redis
-
     from stream.features.redis_store import RedisFeatureStore
+    from stream.redis_io import connect_redis
 
     began = time.perf_counter()
     frame = history
@@ -104,7 +103,7 @@ def warm_store(
         ["timestamp", "transaction_id"], kind="stable"
     )
     label_delay = timedelta(days=settings.label_delay_days)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect_redis(settings)
     store = RedisFeatureStore(client, settings.redis_prefix, label_delay=label_delay)
     events = history_events(frame)
     done = 0

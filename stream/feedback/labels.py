@@ -1,8 +1,8 @@
 """Analyst labels: build a validated `feedback` record, check the transaction was decided, publish.
 
     record = build_label("tx-1", "fraud", "analyst-7", labelled_at=now, note="card stolen")
-    decision = find_decision(bootstrap, "decisions", "tx-1")      # None when never decided
-    publish_feedback(bootstrap, "feedback", [record])
+    decision = find_decision(settings.kafka, "decisions", "tx-1")   # None when never decided
+    publish_feedback(settings.kafka, "feedback", [record])
 
 `fraud label` (fraud/cli/feedback.py) runs `label_transaction`, which does the three in that
 order and publishes nothing when any step fails. `scan_topic` is the one reader of a whole topic
@@ -24,7 +24,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from fraud.errors import ConfigError, FraudScorerError, ServiceUnavailableError, ValidationError
-from fraud.settings import Settings
+from fraud.settings import KafkaConnection, Settings
 from fraud.times import iso_utc, parse_utc
 from schemas import validator
 from stream.kafka_io import make_consumer, make_producer, watermarks
@@ -109,11 +109,11 @@ def build_label(
 # -- reading a whole topic ------------------------------------------------------------------
 
 
-def _fresh_consumer(bootstrap: str, purpose: str) -> Consumer:
+def _fresh_consumer(kafka: KafkaConnection, purpose: str) -> Consumer:
     # A group id is required by the client, but with assign() and no commits no group is formed.
     group = f"fraud-{purpose}-{uuid.uuid4().hex[:12]}"
     return make_consumer(
-        bootstrap,
+        kafka,
         group,
         {"enable.auto.commit": False, "enable.auto.offset.store": False, "fetch.wait.max.ms": 50},
     )
@@ -143,7 +143,7 @@ def partitions_of(
 
 
 def scan_topic(
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic: str,
     *,
     contains: bytes | None = None,
@@ -162,7 +162,7 @@ def scan_topic(
     call). That suits the simulated bank and batch retraining; the analyst console looks
     decisions up in its own store instead (`label_transaction`'s `lookup`).
     """
-    consumer = _fresh_consumer(bootstrap, "scan")
+    consumer = _fresh_consumer(kafka, "scan")
     try:
         ends: dict[int, int] = {}
         starts = []
@@ -218,7 +218,7 @@ def _needs_escaping(text: str) -> bool:
 
 
 def find_decision(
-    bootstrap: str, decisions_topic: str, transaction_id: str, *, timeout_s: float = 60.0
+    kafka: KafkaConnection, decisions_topic: str, transaction_id: str, *, timeout_s: float = 60.0
 ) -> dict[str, Any] | None:
     """The first valid decision logged for `transaction_id`, or None.
 
@@ -229,7 +229,7 @@ def find_decision(
     """
     needle = None if _needs_escaping(transaction_id) else orjson.dumps(transaction_id)
     validate = validator("decision")
-    for record in scan_topic(bootstrap, decisions_topic, contains=needle, timeout_s=timeout_s):
+    for record in scan_topic(kafka, decisions_topic, contains=needle, timeout_s=timeout_s):
         try:
             decision = orjson.loads(record.value)
         except orjson.JSONDecodeError:
@@ -255,7 +255,7 @@ class Published:
 
 
 def publish_feedback(
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic: str,
     records: Sequence[Mapping[str, Any]],
     *,
@@ -265,7 +265,7 @@ def publish_feedback(
 
     Raises ServiceUnavailableError naming how many were not acknowledged.
     """
-    producer = make_producer(bootstrap, {"message.timeout.ms": int(timeout_s * 1000)})
+    producer = make_producer(kafka, {"message.timeout.ms": int(timeout_s * 1000)})
     landed: list[Published] = []
     failures: list[str] = []
 
@@ -321,16 +321,16 @@ def label_transaction(
     """
     labelled_at = now or datetime.now(UTC)
     record = build_label(transaction_id, label, analyst_id, labelled_at=labelled_at, note=note)
-    bootstrap = settings.kafka_bootstrap_servers
+    kafka = settings.kafka
     topics = settings.topics
-    probe = _fresh_consumer(bootstrap, "label-check")
+    probe = _fresh_consumer(kafka, "label-check")
     try:
         partitions_of(probe, [topics.decisions, topics.feedback], timeout_s)
     finally:
         probe.close()
     decision = lookup(transaction_id) if lookup is not None else None
     if decision is None:
-        decision = find_decision(bootstrap, topics.decisions, transaction_id, timeout_s=timeout_s)
+        decision = find_decision(kafka, topics.decisions, transaction_id, timeout_s=timeout_s)
     if decision is None:
         raise UnknownTransactionError(
             f"no decision for transaction '{transaction_id}' on topic '{topics.decisions}'; "
@@ -343,5 +343,5 @@ def label_transaction(
             field="labelled_at",
             rule="after_event_time",
         )
-    (published,) = publish_feedback(bootstrap, topics.feedback, [record], timeout_s=timeout_s)
+    (published,) = publish_feedback(kafka, topics.feedback, [record], timeout_s=timeout_s)
     return LabelOutcome(published, decision)

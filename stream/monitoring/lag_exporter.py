@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from fraud.errors import ConfigError, ServiceUnavailableError
+from fraud.settings import KafkaConnection
 from stream.kafka_io import make_admin, make_consumer
 from stream.monitoring.lag import (
     Commit,
@@ -148,7 +149,7 @@ class LagMonitor:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         group: str,
         rules: LagRules | None = None,
         lookback_s: float = 900.0,
@@ -157,7 +158,7 @@ class LagMonitor:
         timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.group = group
         self.rules = rules or LagRules()
         self.lookback_s = lookback_s
@@ -175,7 +176,7 @@ class LagMonitor:
     @property
     def admin(self) -> AdminClient:
         if self._admin is None:
-            self._admin = make_admin(self.bootstrap)
+            self._admin = make_admin(self.kafka)
         return self._admin
 
     def close(self) -> None:
@@ -291,7 +292,7 @@ class LagMonitor:
             topic = metadata.topics.get(OFFSETS_TOPIC)
             if topic is None or topic.error is not None or not topic.partitions:
                 raise ServiceUnavailableError(
-                    f"{OFFSETS_TOPIC} is not readable on {self.bootstrap}; no group has committed yet"
+                    f"{OFFSETS_TOPIC} is not readable on {self.kafka.describe()}; no group has committed yet"
                 )
             tp = (OFFSETS_TOPIC, offsets_partition_for(self.group, len(topic.partitions)))
             start_ms = int((self.clock() - self.lookback_s) * 1000)
@@ -301,7 +302,7 @@ class LagMonitor:
             if start < 0:  # nothing committed since then: start at the end
                 start, _ = self._list_offsets({TopicPartition(*tp): OffsetSpec.latest()})[tp]
             consumer = make_consumer(
-                self.bootstrap,
+                self.kafka,
                 f"{self.group}.lag-monitor",  # never commits, so the group is never created
                 {"enable.auto.commit": False, "fetch.wait.max.ms": 50},
             )
@@ -343,12 +344,12 @@ class LagMonitor:
         window.add(Commit(record.offset, record.timestamp))
 
 
-def check_group_exists(result: GroupLag, bootstrap: str) -> None:
+def check_group_exists(result: GroupLag, kafka: KafkaConnection) -> None:
     """A one-shot report on a group Kafka has never heard of is a typo, not a healthy group."""
     if not result.partitions:
         raise ConfigError(
             f"consumer group '{result.group}' has no committed offsets and no members on "
-            f"{bootstrap}; check the name (--group)"
+            f"{kafka.describe()}; check the name (--group)"
         )
 
 

@@ -186,7 +186,7 @@ class MonitorService:
     def _assign(self) -> Consumer:
         """Every partition of both topics, from the first record at or after the lookback."""
         consumer = make_consumer(
-            self.settings.kafka_bootstrap_servers,
+            self.settings.kafka,
             f"{self.settings.consumer_group}.monitor",  # never commits: no group is created
             {"enable.auto.commit": False, "fetch.wait.max.ms": 100},
         )

@@ -1,7 +1,9 @@
 """The model registry, read side: the MLflow store, versions at an alias, loading a version.
 
 Training writes the registry (`training.governance`); the worker, the monitor and training's
-comparisons read it through this module. The embedded SQLite store is the default.
+comparisons read it through this module. The embedded SQLite store is the default. A version is
+loaded only through `load_model_version`, which checks its signature, its tags and every
+downloaded file (`integrity`) before it reads the model file.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraud.errors import ModelNotFoundError, ServiceUnavailableError
+from fraud.secrets import mask_url
 from fraud.settings import Settings
 from stream.scoring.compiled import MatrixModel
+from stream.scoring.integrity import load_model_file, verify_files, verify_signature
 from stream.scoring.policy import Thresholds
 from stream.scoring.reasons import ReasonCoder
 
@@ -40,7 +45,7 @@ def open_store(settings: Settings) -> MlflowClient:
         client.search_experiments(max_results=1)
     except Exception as exc:
         raise ServiceUnavailableError(
-            f"MLflow store at {settings.tracking_uri} is not usable: {exc}"
+            f"MLflow store at {mask_url(settings.tracking_uri)} is not usable: {exc}"
         ) from exc
     return client
 
@@ -54,13 +59,6 @@ POLICY_ARTIFACT = "decision_policy.json"
 EVALUATION_ARTIFACT = "evaluation.json"
 REFERENCE_ARTIFACT = "reference_distribution.json"
 TEST_WINDOW_ARTIFACT = "evaluation/test_window.parquet"
-# Types inside a fitted HistGradientBoosting model that skops must be told to trust; the model
-# files are written by this project's own training runs.
-SKOPS_TRUSTED_TYPES = [
-    "functools.partial",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.utils.validation.check_array",
-]
 
 
 @dataclass
@@ -111,12 +109,25 @@ def thresholds_from_tags(tags: dict[str, str]) -> Thresholds:
         ) from exc
 
 
+def download_version(settings: Settings, name: str, version: str, folder: Path) -> Path:
+    """The version's artifact folder, copied into `folder` as stored (nothing is loaded). The
+    store must be open (`open_store`): the registry resolves where the files are."""
+    import mlflow.artifacts
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    source = ModelsArtifactRepository.get_underlying_uri(f"models:/{name}/{version}")
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=source, dst_path=str(folder), tracking_uri=settings.tracking_uri
+    )
+    return Path(local)
+
+
 def load_model_version(
     settings: Settings, alias: str | None = CHAMPION, version: str | None = None
 ) -> LoadedModel:
-    """Load `settings.model_name` at `alias` (or an explicit `version`) from the registry."""
-    import mlflow.sklearn
-
+    """Load `settings.model_name` at `alias` (or an explicit `version`) from the registry, once
+    its signature, tags and files verify (ModelIntegrityError otherwise, before any of it is
+    deserialised)."""
     client = open_store(settings)
     name = settings.model_name
     found: ModelVersion | None
@@ -131,11 +142,15 @@ def load_model_version(
         found = version_at_alias(client, name, alias or CHAMPION)
         if found is None:
             raise ModelNotFoundError(
-                f"no model '{name}' at alias @{alias} in {settings.tracking_uri}; "
+                f"no model '{name}' at alias @{alias} in {mask_url(settings.tracking_uri)}; "
                 "run `make train` to train, evaluate and promote a champion"
             )
     tags = dict(found.tags)
-    model = mlflow.sklearn.load_model(f"models:/{name}/{found.version}")
+    manifest = verify_signature(name, tags, settings.trusted_model_keys())
+    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        folder = download_version(settings, name, str(found.version), Path(tmp))
+        verify_files(manifest, folder)
+        model = load_model_file(folder)
     return LoadedModel(
         model=model,
         name=name,

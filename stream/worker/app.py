@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fraud.settings import Settings
 from stream.edge import Admitted, Source
+from stream.kafka_io import faust_credentials
 from stream.worker.batches import BatchApp, FetchedBatch
 from stream.worker.handler import BatchHandler, PreparedBatch, RawMessage
 from stream.worker.metrics import ScorerMetrics
@@ -62,17 +63,14 @@ class Worker:
 
 
 def build_worker(settings: Settings, metrics: ScorerMetrics | None = None) -> Worker:
-    import redis
-
     from stream.features import RedisFeatureStore
+    from stream.redis_io import connect_redis
 
     metrics = metrics or ScorerMetrics()
     models = ModelHolder(settings, metrics)
-    producer = BatchProducer(
-        settings.kafka_bootstrap_servers, metrics, dead_letter_topic=settings.topics.dead_letter
-    )
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0
+    producer = BatchProducer(settings.kafka, metrics, dead_letter_topic=settings.topics.dead_letter)
+    client = connect_redis(
+        settings, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0
     )
     handler = BatchHandler(
         settings,
@@ -136,6 +134,7 @@ def create_app(worker: Worker) -> faust.App:
     app = BatchApp(
         settings.consumer_group,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        broker_credentials=faust_credentials(settings.kafka),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",

@@ -34,6 +34,7 @@ from stream.edge import (
     DeadLetter,
     EdgeLimits,
     EventTimeGuard,
+    PanKey,
     Source,
     Stamped,
     admit,
@@ -83,7 +84,7 @@ class BatchHandler:
         self.metrics = metrics
         self._validate_tx = validator("transaction")
         self._validate_feedback = validator("feedback")
-        self._pan_key = settings.pan_hash_key.get_secret_value().encode()
+        self._pan_key = PanKey.from_settings(settings)
         self.limits = EdgeLimits(
             max_bytes=settings.edge_max_bytes,
             max_depth=settings.edge_max_depth,
@@ -111,7 +112,7 @@ class BatchHandler:
             raw,
             source,
             f"{type(exc).__name__}: {exc}",
-            key=self._pan_key,
+            key=self._pan_key.secret,
             exception=type(exc).__name__,
         )
 
@@ -233,7 +234,7 @@ class BatchHandler:
                 "with other content; the first decision stands",
                 "transaction_id",
                 "unique",
-                key=self._pan_key,
+                key=self._pan_key.secret,
             )
             for row in conflicts
         ]
@@ -257,7 +258,7 @@ class BatchHandler:
                             message.value or b"",
                             message.source,
                             "the batch failed; see the worker log",
-                            key=self._pan_key,
+                            key=self._pan_key.secret,
                         )
                     )
                 except Exception:
@@ -310,7 +311,7 @@ class BatchHandler:
                         verdict,
                         "timestamp",
                         "plausible",
-                        key=self._pan_key,
+                        key=self._pan_key.secret,
                     )
                 )
         return kept, dead
@@ -426,7 +427,7 @@ class BatchHandler:
                 str(exc),
                 exc.field,
                 exc.rule,
-                key=self._pan_key,
+                key=self._pan_key.secret,
             )
         except Exception as exc:  # noqa: BLE001 - one record's bug never stops the others
             return self._processing_error(raw, message.source, exc)
@@ -456,7 +457,13 @@ class BatchHandler:
         self, reason: str, message: RawMessage, error: str, field: str | None
     ) -> DeadLetter:
         return dead_letter(
-            reason, message.value or b"", message.source, error, field, reason, key=self._pan_key
+            reason,
+            message.value or b"",
+            message.source,
+            error,
+            field,
+            reason,
+            key=self._pan_key.secret,
         )
 
 

@@ -25,6 +25,9 @@ DEAD_LETTER_REASONS = (
     "output_too_large",
 )
 DECISIONS = ("approve", "review", "decline")
+# Why a model version at the alias was not swapped in: its integrity check failed (unsigned,
+# untrusted key, changed files or tags), or it needs features the stream does not compute.
+MODEL_REFUSALS = ("integrity", "incompatible")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)
@@ -94,6 +97,12 @@ class ScorerMetrics:
         self.model_reloads = Counter(
             "fraud_model_reloads", "Champion swaps without restart", registry=r
         )
+        self.model_refused = Counter(
+            "fraud_model_refused",
+            "Model versions at the alias that were not swapped in, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.ready = Gauge(
             "fraud_worker_ready", "1 when the model is loaded and Kafka is connected", registry=r
         )
@@ -103,3 +112,5 @@ class ScorerMetrics:
             self.decisions.labels(decision)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
+        for reason in MODEL_REFUSALS:
+            self.model_refused.labels(reason)

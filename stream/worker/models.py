@@ -2,7 +2,9 @@
 
 `ModelHolder` polls the alias and swaps in a new version without a restart. A swap only
 replaces a reference: each batch takes the current model once at its start, so a batch is
-decided entirely by one version, which each decision names.
+decided entirely by one version, which each decision names. A version that fails its integrity
+check (or needs features the stream lacks) is refused: the current one keeps deciding, and the
+refusal is logged once and counted (`fraud_model_refused_total`, alerted on).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from fraud.errors import ModelNotFoundError
+from fraud.errors import ModelIntegrityError, ModelNotFoundError
+from fraud.secrets import mask_url
 from fraud.settings import Settings
 from stream.scoring import ScoringModel, alias_version, load_from_registry
 from stream.worker.metrics import ScorerMetrics
@@ -43,7 +46,7 @@ class ModelHolder:
         if self._probe(self.settings, alias) is None:
             raise ModelNotFoundError(
                 f"no model '{self.settings.model_name}' at alias @{alias} in "
-                f"{self.settings.tracking_uri}; run `make train` to train and promote a champion"
+                f"{mask_url(self.settings.tracking_uri)}; run `make train` to train and promote a champion"
             )
         self._swap(self._loader(self.settings, alias))
         return self.current  # type: ignore[return-value]
@@ -58,9 +61,17 @@ class ModelHolder:
             if version is None or version in (current, self._refused):
                 return False
             model = await asyncio.to_thread(self._loader, self.settings, alias)
-        except ModelNotFoundError as exc:  # this version cannot serve: say so once, keep going
+        except (ModelIntegrityError, ModelNotFoundError) as exc:  # cannot serve: say so once
             self._refused = version
-            log.error("not swapping @%s to it (keeping version %s): %s", alias, current, exc)
+            reason = "integrity" if isinstance(exc, ModelIntegrityError) else "incompatible"
+            self.metrics.model_refused.labels(reason).inc()
+            log.error(
+                "not swapping @%s to version %s (keeping version %s): %s",
+                alias,
+                version,
+                current,
+                exc,
+            )
             return False
         except Exception:  # registry away, a read failed: keep the current model, poll again
             log.exception("model refresh failed; keeping version %s", current)

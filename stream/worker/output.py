@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from fraud.settings import KafkaConnection
 from fraud.times import utc_now_iso
 from stream.kafka_io import make_producer
 from stream.worker.metrics import ScorerMetrics
@@ -42,7 +43,7 @@ class _Pending:
 
 @dataclass
 class BatchProducer:
-    bootstrap: str
+    kafka: KafkaConnection
     metrics: ScorerMetrics | None = None
     config: dict[str, Any] = field(default_factory=dict)
     retry_pause_s: float = 0.5
@@ -56,7 +57,7 @@ class BatchProducer:
         if self._producer is None:
             # Give up on a single attempt after 30 s; deliver() then sends it again.
             self._producer = make_producer(
-                self.bootstrap, {"message.timeout.ms": 30_000, **self.config}
+                self.kafka, {"message.timeout.ms": 30_000, **self.config}
             )
         return self._producer
 

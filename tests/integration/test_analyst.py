@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from fraud.settings import Settings, TopicNames
+from fraud.settings import KafkaConnection, Settings, TopicNames
 from schemas import validator
 from simulator.analyst import AnalystConfig, run_analyst
 from stream.feedback import scan_topic
@@ -81,7 +81,7 @@ def truth(tid: str, is_fraud: bool) -> dict[str, Any]:
 
 
 def publish(bootstrap: str, records: list[tuple[str, Any]]) -> None:
-    producer = make_producer(bootstrap)
+    producer = make_producer(KafkaConnection(bootstrap))
     for topic, value in records:
         raw = value if isinstance(value, bytes) else orjson.dumps(value)
         producer.produce(topic, raw, b"k")
@@ -100,7 +100,7 @@ def settings(stack: Stack, topic_factory: Callable[..., str]) -> Settings:
 def feedback_of(settings: Settings) -> dict[str, dict[str, Any]]:
     validate = validator("feedback")
     found = {}
-    for record in scan_topic(settings.kafka_bootstrap_servers, settings.topics.feedback):
+    for record in scan_topic(settings.kafka, settings.topics.feedback):
         value = validate(orjson.loads(record.value))
         assert record.key == value["transaction_id"].encode()
         assert value["transaction_id"] not in found, "one feedback record per transaction"

@@ -20,7 +20,7 @@ def test_start_at_the_end_skips_what_earlier_runs_left(stack, topic_factory, uni
         consumer_group=group,
         topics=TopicNames(transactions=topic),
     )
-    producer = make_producer(stack.bootstrap)
+    producer = make_producer(stack.kafka)
     for i in range(7):
         producer.produce(topic, b"{}", f"card-{i}".encode())
     assert producer.flush(10) == 0
@@ -30,7 +30,7 @@ def test_start_at_the_end_skips_what_earlier_runs_left(stack, topic_factory, uni
 
     producer.produce(topic, b"{}", b"card-new")
     assert producer.flush(10) == 0
-    consumer = make_consumer(stack.bootstrap, group)
+    consumer = make_consumer(stack.kafka, group)
     consumer.subscribe([topic])
     try:
         records = []

@@ -53,11 +53,11 @@ def later_events(settings: Settings, first: int) -> pd.DataFrame:
     """Decisions of the traffic's events from position `first` on, with their logged features
     and ground truth (event times are simulated: they say nothing of when an event was sent)."""
     truth = {}
-    for record in scan_topic(settings.kafka_bootstrap_servers, settings.topics.truth):
+    for record in scan_topic(settings.kafka, settings.topics.truth):
         value = orjson.loads(record.value)
         truth[value["transaction_id"]] = value["fraud_scenario"] if value["is_fraud"] else None
     rows = []
-    for record in scan_topic(settings.kafka_bootstrap_servers, settings.topics.decisions):
+    for record in scan_topic(settings.kafka, settings.topics.decisions):
         decision = orjson.loads(record.value)
         if sequence(decision["transaction_id"]) < first:
             continue
@@ -111,7 +111,7 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
     def send(seconds: float) -> int:
         """Valid events sent (malformed none, so every event handed out)."""
         report = produce_live(
-            worker_env.stack.bootstrap,
+            worker_env.stack.kafka,
             traffic,
             RATE,
             seconds,

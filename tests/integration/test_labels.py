@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from fraud.errors import ConfigError
-from fraud.settings import Settings, TopicNames
+from fraud.settings import KafkaConnection, Settings, TopicNames
 from schemas import validator
 from stream.feedback import find_decision, scan_topic
 from stream.kafka_io import make_consumer, make_producer
@@ -46,7 +46,7 @@ def a_decision(tid: str, event_time: str = "2026-03-01T10:00:00.000Z", **changes
 
 
 def publish(bootstrap: str, topic: str, values: list[bytes], key: bytes = b"card-00042") -> None:
-    producer = make_producer(bootstrap)
+    producer = make_producer(KafkaConnection(bootstrap))
     for value in values:
         producer.produce(topic, value, key)
     assert producer.flush(10) == 0
@@ -54,7 +54,7 @@ def publish(bootstrap: str, topic: str, values: list[bytes], key: bytes = b"card
 
 def records_in(bootstrap: str, topic: str) -> int:
     """Records the topic holds (sum of high watermarks; the test topics start at offset 0)."""
-    consumer = make_consumer(bootstrap, "watermarks")
+    consumer = make_consumer(KafkaConnection(bootstrap), "watermarks")
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         return sum(
@@ -105,7 +105,7 @@ def test_label_publishes_exactly_one_valid_feedback_record(
     assert "labelled tx-1 fraud (decision review, score 0.875" in result.stdout
     feedback = topics["FRAUD_TOPIC_FEEDBACK"]
     assert records_in(stack.bootstrap, feedback) == 1
-    (message,) = scan_topic(stack.bootstrap, feedback, timeout_s=30)
+    (message,) = scan_topic(stack.kafka, feedback, timeout_s=30)
     assert message.key == b"tx-1"
     record = validator("feedback")(orjson.loads(message.value))
     labelled_at = datetime.fromisoformat(record.pop("labelled_at").replace("Z", "+00:00"))
@@ -144,7 +144,7 @@ def test_label_at_a_given_time_and_never_before_the_transaction(
         "2026-03-01T14:00:00+02:00",
     )
     assert result.returncode == 0, result.stderr
-    (message,) = scan_topic(stack.bootstrap, feedback, timeout_s=30)
+    (message,) = scan_topic(stack.kafka, feedback, timeout_s=30)
     assert orjson.loads(message.value)["labelled_at"] == "2026-03-01T12:00:00.000000Z"
 
 
@@ -175,13 +175,13 @@ def test_find_decision_matches_whole_ids_and_ids_a_json_encoder_escapes(
         decisions,
         [json.dumps(a_decision('tx-é/"q"')).encode()],  # written as \u00e9, \" by json
     )
-    found = find_decision(stack.bootstrap, decisions, "tx-1", timeout_s=30)
+    found = find_decision(stack.kafka, decisions, "tx-1", timeout_s=30)
     assert found is not None and found["score"] == 0.875
-    assert find_decision(stack.bootstrap, decisions, "tx-", timeout_s=30) is None
-    escaped = find_decision(stack.bootstrap, decisions, 'tx-é/"q"', timeout_s=30)
+    assert find_decision(stack.kafka, decisions, "tx-", timeout_s=30) is None
+    escaped = find_decision(stack.kafka, decisions, 'tx-é/"q"', timeout_s=30)
     assert escaped is not None and escaped["transaction_id"] == 'tx-é/"q"'
     with pytest.raises(ConfigError, match="does not exist"):
-        find_decision(stack.bootstrap, "no-such-topic-for-labels", "tx-1", timeout_s=10)
+        find_decision(stack.kafka, "no-such-topic-for-labels", "tx-1", timeout_s=10)
 
 
 def test_load_labelled_set_reads_both_topics_to_their_end(

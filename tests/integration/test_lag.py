@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from typer.testing import CliRunner
 
+from fraud.settings import KafkaConnection
 from stream.kafka_io import make_consumer, make_producer
 from stream.monitoring import GroupLag, LagMonitor, LagRules, PartitionLag, Status
 from tests.support.processes import Proc
@@ -92,11 +93,11 @@ def test_message_lag_matches_kafkas_consumer_group_tool(
     stack: Stack, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
 ):
     topic = topic_factory("lag-compare", partitions=4)
-    producer = make_producer(stack.bootstrap)
+    producer = make_producer(stack.kafka)
     group = unique_name("lag-compare")
     produce(producer, topic, {0: 40, 1: 25, 2: 10, 3: 0})
     # Read part of each partition for real, commit, then stop: the group is stable from here on.
-    consumer = make_consumer(stack.bootstrap, group)
+    consumer = make_consumer(stack.kafka, group)
     for partition, count in {0: 12, 1: 25, 2: 3}.items():
         consumer.assign([TopicPartition(topic, partition, 0)])
         read = consumer.consume(count, timeout=10)
@@ -105,7 +106,7 @@ def test_message_lag_matches_kafkas_consumer_group_tool(
     commit(consumer, topic, {3: 0})  # an empty partition, committed at its start
     consumer.close()
 
-    ours = LagMonitor(stack.bootstrap, group, lookback_s=60)
+    ours = LagMonitor(stack.kafka, group, lookback_s=60)
     try:
         result = ours.poll()
     finally:
@@ -126,12 +127,12 @@ def test_statuses_follow_the_commits(stack: Stack, topic_factory: Callable[..., 
     """Partition 0 falls behind (WARN), 1 commits without moving (STALL), 2 is reset back
     (REWIND), 3 keeps up (OK); then every commit stops and the lagging partitions go STOP."""
     topic = topic_factory("lag-status", partitions=4)
-    producer = make_producer(stack.bootstrap)
+    producer = make_producer(stack.kafka)
     group = unique_name("lag-status")
     rules = LagRules(window=4, min_stop_s=1.0)
-    monitor = LagMonitor(stack.bootstrap, group, rules=rules, lookback_s=60)
-    committer = make_consumer(stack.bootstrap, group)
-    reader = make_consumer(stack.bootstrap, unique_name("lag-status-reader"))
+    monitor = LagMonitor(stack.kafka, group, rules=rules, lookback_s=60)
+    committer = make_consumer(stack.kafka, group)
+    reader = make_consumer(stack.kafka, unique_name("lag-status-reader"))
     reader.assign([TopicPartition(topic, 0, 0)])
     slow_consumed = 0
     try:
@@ -178,10 +179,10 @@ def test_cli_reports_json_for_a_group(
     from fraud.cli.main import _register_commands, app
 
     topic = topic_factory("lag-cli", partitions=2)
-    producer = make_producer(stack.bootstrap)
+    producer = make_producer(stack.kafka)
     group = unique_name("lag-cli")
     produce(producer, topic, {0: 7, 1: 3})
-    consumer = make_consumer(stack.bootstrap, group)
+    consumer = make_consumer(stack.kafka, group)
     commit(consumer, topic, {0: 2, 1: 3})
     consumer.close()
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", stack.bootstrap)
@@ -229,7 +230,9 @@ def test_statuses_of_a_real_worker_slowed_stopped_and_rewound(worker_env):
     worker_env.extra["FRAUD_SESSION_TIMEOUT_S"] = "6"  # a killed member leaves the group in 6 s
     bootstrap, group = worker_env.stack.bootstrap, worker_env.group
     topic = worker_env.topics["transactions"]
-    monitor = LagMonitor(bootstrap, group, rules=LagRules(window=4, min_stop_s=3.0), lookback_s=60)
+    monitor = LagMonitor(
+        KafkaConnection(bootstrap), group, rules=LagRules(window=4, min_stop_s=3.0), lookback_s=60
+    )
     history: list[dict] = []
 
     def reaches(

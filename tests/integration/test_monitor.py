@@ -64,7 +64,7 @@ def test_one_shot_report_joins_labels_and_measures_drift(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     version = register_version_with_reference(tmp_path / "state")
     decisions, feedback = topic_factory("mon-decisions"), topic_factory("mon-feedback")
-    producer = make_producer(stack.bootstrap)
+    producer = make_producer(stack.kafka)
     now = time.time()
     rows = [(f"d{i}", "decline", 0.97) for i in range(10)] + [
         (f"a{i}", "approve", 0.02) for i in range(10)

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from fraud.errors import ValidationError
+from fraud.settings import KafkaConnection
 from schemas import validator
 from stream.edge import luhn_valid
 from stream.kafka_io import make_consumer
@@ -39,7 +40,7 @@ def consume_all(
     bootstrap: str, group: str, topics: list[str], expected: int, timeout_s: float = 30.0
 ) -> dict[str, list[tuple[str, bytes]]]:
     """(key, value) of every record of `topics`, until `expected` records or the timeout."""
-    consumer = make_consumer(bootstrap, group)
+    consumer = make_consumer(KafkaConnection(bootstrap), group)
     consumer.subscribe(topics)
     received: dict[str, list[tuple[str, bytes]]] = {topic: [] for topic in topics}
     deadline = time.monotonic() + timeout_s
@@ -97,7 +98,7 @@ def test_produce_publishes_valid_events_keyed_by_card_with_ground_truth(
     assert span, result.stdout
     assert (epoch(span.group(1)), epoch(span.group(2))) == (stamps[0], stamps[-1])
     # The Kafka record timestamp is the moment of sending.
-    consumer = make_consumer(stack.bootstrap, unique_name("ts"))
+    consumer = make_consumer(stack.kafka, unique_name("ts"))
     consumer.subscribe([events_topic])
     sent_at: list[float] = []
     deadline = time.monotonic() + 30

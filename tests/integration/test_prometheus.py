@@ -23,7 +23,7 @@ import yaml
 from confluent_kafka import TopicPartition
 from prometheus_client import start_http_server
 
-from fraud.settings import Settings, TopicNames
+from fraud.settings import KafkaConnection, Settings, TopicNames
 from stream.kafka_io import make_consumer, make_producer
 from stream.monitoring import (
     LabelJoin,
@@ -176,7 +176,9 @@ def lag_exporter(bootstrap: str, group: str) -> Iterator[int]:
     """`fraud lag --serve` in-process: a monitor polling every half second and its endpoint."""
     port = free_port()
     metrics = LagMetrics()
-    monitor = LagMonitor(bootstrap, group, LagRules(window=4, min_stop_s=60), lookback_s=60)
+    monitor = LagMonitor(
+        KafkaConnection(bootstrap), group, LagRules(window=4, min_stop_s=60), lookback_s=60
+    )
     server, _ = start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
     stop = threading.Event()
     thread = threading.Thread(target=run_exporter, args=(monitor, metrics, 0.5, stop))
@@ -220,11 +222,11 @@ def test_prometheus_scrapes_the_lag_exporter_and_the_model_monitor(
     # A group 7 messages behind on partition 0 of its topic.
     topic = topic_factory("prom-lag", partitions=2)
     group = unique_name("prom-lag")
-    producer = make_producer(stack.bootstrap)
+    producer = make_producer(stack.kafka)
     for i in range(12):
         producer.produce(topic, f"m{i}".encode(), partition=0)
     assert producer.flush(10) == 0
-    committer = make_consumer(stack.bootstrap, group)
+    committer = make_consumer(stack.kafka, group)
     committer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
     committer.close()
 
@@ -281,7 +283,7 @@ def test_prometheus_reads_a_running_workers_decision_counter(worker_env, consume
 
     with worker_env.worker() as worker:
         report = produce_live(
-            worker_env.stack.bootstrap,
+            worker_env.stack.kafka,
             LiveTraffic(Bank.build(400, 5), 5),
             rate=200,
             duration_s=2,

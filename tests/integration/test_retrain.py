@@ -15,6 +15,7 @@ import orjson
 import pandas as pd
 import pytest
 
+from fraud.settings import KafkaConnection
 from stream.feedback import build_label
 from stream.kafka_io import make_producer
 from tests.integration.conftest import Champion
@@ -90,7 +91,7 @@ def a_decision(transaction_id: str, event_time: pd.Timestamp, features: dict[str
 
 
 def publish(bootstrap: str, topic: str, records: list[tuple[str, dict]]) -> None:
-    producer = make_producer(bootstrap)
+    producer = make_producer(KafkaConnection(bootstrap))
     for key, value in records:
         producer.produce(topic, orjson.dumps(value), key.encode())
         producer.poll(0)

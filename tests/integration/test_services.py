@@ -40,13 +40,13 @@ def test_broker_is_apache_kafka_from_the_pinned_jars(stack: Stack) -> None:
 
 def test_produce_and_consume_keeps_each_key_on_one_partition(stack, topic_factory, unique_name):
     topic = topic_factory("roundtrip", partitions=4)
-    producer = make_producer(stack.bootstrap)
+    producer = make_producer(stack.kafka)
     sent = {f"tx-{i}": f"card-{i % 7}" for i in range(200)}
     for tx, card in sent.items():
         producer.produce(topic, key=card, value=tx.encode())
     assert producer.flush(15) == 0
 
-    consumer = make_consumer(stack.bootstrap, unique_name("group"))
+    consumer = make_consumer(stack.kafka, unique_name("group"))
     consumer.subscribe([topic])
     partition_of_card: dict[str, set[int]] = {}
     received: list[str] = []
@@ -66,7 +66,7 @@ def test_produce_and_consume_keeps_each_key_on_one_partition(stack, topic_factor
 
 
 def test_broker_refuses_to_auto_create_topics(stack, unique_name):
-    producer = make_producer(stack.bootstrap, {"message.timeout.ms": 3000})
+    producer = make_producer(stack.kafka, {"message.timeout.ms": 3000})
     errors = []
     producer.produce(
         unique_name("nonexistent"), value=b"x", on_delivery=lambda err, _: errors.append(err)

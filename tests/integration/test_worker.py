@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _produce(worker_env, rate: float, seconds: float, malformed: float = 0.0, seed: int = 5):
     traffic = LiveTraffic(Bank.build(400, seed), seed)
     return produce_live(
-        worker_env.stack.bootstrap,
+        worker_env.stack.kafka,
         traffic,
         rate=rate,
         duration_s=seconds,

@@ -47,11 +47,11 @@ def broker(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBro
 
 def test_batch_producer_returns_once_every_record_is_on_the_broker(broker, consume_raw):
     topic = "producer-retries"
-    ensure_topics(broker.bootstrap, [topic], partitions=2)
+    ensure_topics(broker.kafka, [topic], partitions=2)
     metrics = ScorerMetrics()
     # Attempts time out after 2 s and flushes give up after 1 s: both must lead to re-sends.
     output = BatchProducer(
-        broker.bootstrap,
+        broker.kafka,
         metrics,
         config={"message.timeout.ms": 2000},
         retry_pause_s=0.2,
@@ -85,7 +85,7 @@ def _health_if(worker: Any, **expected: bool) -> dict[str, Any] | None:
 
 
 def test_worker_survives_a_broker_restart(broker, worker_env, consume_raw):
-    ensure_topics(broker.bootstrap, worker_env.topics.values(), partitions=2)
+    ensure_topics(broker.kafka, worker_env.topics.values(), partitions=2)
     worker_env.extra["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
     reports = []
     with worker_env.worker() as worker:

@@ -57,8 +57,9 @@ def _events_in_time_order(records: list[Any]) -> list[dict[str, Any]]:
     """The admitted events of the input topic, oldest first (a card's events keep their order:
     one partition, stamped when sent)."""
     from fraud.settings import Settings
+    from stream.edge import PanKey
 
-    key = Settings().pan_hash_key.get_secret_value().encode()
+    key = PanKey.from_settings(Settings())
     check = validator("transaction")
     ordered = sorted(
         records, key=lambda r: (orjson.loads(r.value)["timestamp"], r.partition, r.offset)

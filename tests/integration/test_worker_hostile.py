@@ -21,6 +21,7 @@ import pytest
 import redis
 from confluent_kafka import TopicPartition
 
+from fraud.settings import KafkaConnection
 from simulator import Bank, LiveTraffic
 from stream.edge import luhn_check_digit
 from stream.kafka_io import ensure_topics, make_admin, make_consumer, make_producer
@@ -56,14 +57,14 @@ def _hostile(valid: dict[str, Any]) -> list[tuple[bytes, str]]:
 
 
 def _send(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-    producer = make_producer(bootstrap, {"message.max.bytes": 2_000_000})
+    producer = make_producer(KafkaConnection(bootstrap), {"message.max.bytes": 2_000_000})
     for key, value in records:
         producer.produce(topic, value, key)
     assert producer.flush(60) == 0
 
 
 def _committed_at_end(bootstrap: str, group: str, topic: str) -> bool:
-    consumer = make_consumer(bootstrap, group)
+    consumer = make_consumer(KafkaConnection(bootstrap), group)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
@@ -178,7 +179,7 @@ def test_health_reports_a_partition_that_cannot_make_progress(worker_env, consum
             [(e["card_id"].encode(), orjson.dumps(e)) for e in first],
         )
         consume_raw(topics["decisions"], count=20)
-        admin = make_admin(bootstrap)
+        admin = make_admin(KafkaConnection(bootstrap))
         for future in admin.delete_topics([topics["decisions"]], operation_timeout=30).values():
             future.result()
         stuck = traffic.next_batch(20)[0]
@@ -199,7 +200,7 @@ def test_health_reports_a_partition_that_cannot_make_progress(worker_env, consum
             60,
             "/health not ready while a batch cannot be delivered",
         )
-        ensure_topics(bootstrap, [topics["decisions"]], 4)
+        ensure_topics(KafkaConnection(bootstrap), [topics["decisions"]], 4)
         wait_until(lambda: health()["status"] == 200, 90, "/health ready again")
         decided = consume_raw(topics["decisions"], count=20, timeout_s=60)
     assert stalled["oldest_batch_in_flight_s"] >= 3

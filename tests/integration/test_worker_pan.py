@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
+from fraud.settings import KafkaConnection
 from simulator.bank import Bank
 from simulator.live import LiveTraffic
 from simulator.malformed import card_number
@@ -116,7 +117,7 @@ class Inputs:
 
 
 def _send(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = make_producer(bootstrap)
+    producer = make_producer(KafkaConnection(bootstrap))
     for key, value in records:
         producer.produce(topic, value, key)
     assert producer.flush(30) == 0

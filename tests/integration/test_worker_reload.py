@@ -15,14 +15,16 @@ from tests.support.worker import BackgroundTraffic, scrape, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _register_again(champion: Champion) -> str:
-    """The champion's artifact registered as a new version (same model, thresholds, features)."""
+def _register_again(champion: Champion, signed: bool = True) -> str:
+    """The champion's artifact registered as a new version (same model, thresholds, features,
+    and with `signed` the same signature, which covers exactly these)."""
     from stream.scoring import open_store
 
     settings = champion.settings()
     client = open_store(settings)
     current = client.get_model_version(settings.model_name, champion.version)
-    tags = {k: v for k, v in current.tags.items() if not k.startswith("promotion.")}
+    dropped = ("promotion.",) if signed else ("promotion.", "integrity.")
+    tags = {k: v for k, v in current.tags.items() if not k.startswith(dropped)}
     again = client.create_model_version(
         settings.model_name,
         current.source,
@@ -97,18 +99,22 @@ def test_a_version_needing_features_the_stream_lacks_is_refused(private_champion
     from fraud.errors import ModelNotFoundError
     from stream.scoring import open_store
     from stream.worker import ModelHolder, ScorerMetrics
+    from training.governance import sign_version
 
     settings = private_champion.settings()
     holder = ModelHolder(settings, ScorerMetrics())
     assert holder.load().version == private_champion.version
     client = open_store(settings)
-    stale = _register_again(private_champion)
+    # Signed like any version training registers (the key holder trained it on an older
+    # feature definition): refused for its features, not for its integrity.
+    stale = _register_again(private_champion, signed=False)
     names = json.loads(
         client.get_model_version(settings.model_name, stale).tags["model.feature_names"]
     )
     client.set_model_version_tag(
         settings.model_name, stale, "model.feature_names", json.dumps([*names[:-1], "card_risk_v0"])
     )
+    sign_version(settings, client, settings.model_name, stale)
     _move_champion(private_champion, stale)
 
     assert asyncio.run(holder.refresh()) is False

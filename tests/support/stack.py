@@ -15,7 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from fraud.settings import KafkaConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +29,13 @@ class Stack:
     kind: str  # "docker" or "local"
     bootstrap: str
     redis_url: str
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The plaintext stack's brokers, as every Kafka client of the project takes them."""
+        from fraud.settings import KafkaConnection
+
+        return KafkaConnection(self.bootstrap)
 
 
 def kafka_version() -> str:

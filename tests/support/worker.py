@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from fraud.settings import KafkaConnection
 from simulator.bank import Bank
 from simulator.live import LiveTraffic
 from simulator.produce import ProduceReport, produce_live
@@ -51,7 +52,7 @@ def produce(
 ) -> ProduceReport:
     """Simulated live traffic into the test's transactions topic (ground truth beside it)."""
     return produce_live(
-        bootstrap or worker_env.stack.bootstrap,
+        KafkaConnection(bootstrap or worker_env.stack.bootstrap),
         LiveTraffic(Bank.build(400, seed), seed),
         rate=rate,
         duration_s=seconds,
@@ -74,7 +75,7 @@ class BackgroundTraffic:
     ) -> None:
         self._produce = partial(
             produce_live,
-            bootstrap or worker_env.stack.bootstrap,
+            KafkaConnection(bootstrap or worker_env.stack.bootstrap),
             LiveTraffic(Bank.build(400, seed), seed),
             rate=rate,
             duration_s=chunk_s,
@@ -135,7 +136,7 @@ def group_assignment(bootstrap: str, group: str, topic: str) -> dict[str, list[i
 
     from stream.kafka_io import make_admin
 
-    admin = make_admin(bootstrap)  # kept referenced until the answer is in
+    admin = make_admin(KafkaConnection(bootstrap))  # kept referenced until the answer is in
     description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
     if description.state != ConsumerGroupState.STABLE:
         return {}
@@ -208,6 +209,10 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def kafka(self) -> KafkaConnection:
+        return KafkaConnection(self.bootstrap)
+
     def _java(self, main: str, *args: str) -> list[str]:
         libs = self.libs()
         assert libs is not None, "no Kafka jars: run `make services` once"
@@ -259,7 +264,7 @@ class KafkaBroker:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_for_broker(self.bootstrap, timeout_s)
+        wait_for_broker(self.kafka, timeout_s)
 
     def stop(self) -> None:
         if self.popen is not None and self.popen.poll() is None:

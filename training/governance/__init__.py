@@ -1,9 +1,18 @@
 """What makes a model accountable: every run tracked in MLflow with its data, code and
-environment, versions registered and tagged, promotion only through gates, a model card."""
+environment, versions registered, tagged and signed (`signing`: Ed25519 over the digest of every
+artifact file), promotion only through gates and only of a version whose signature verifies,
+a model card."""
 
 from training.governance.model_card import render
 from training.governance.promotion import Gate, PromotionDecision, check_gates, promote
 from training.governance.registry import ensure_experiment, set_version_tags
+from training.governance.signing import (
+    generate_key_pair,
+    public_key_of,
+    resign_version,
+    sign_version,
+    signature_tags,
+)
 from training.governance.tracking import (
     DataInfo,
     RegisteredVersion,
@@ -20,9 +29,14 @@ __all__ = [
     "check_gates",
     "ensure_experiment",
     "file_sha256",
+    "generate_key_pair",
     "log_training_run",
     "promote",
+    "public_key_of",
     "read_test_window",
     "render",
+    "resign_version",
     "set_version_tags",
+    "sign_version",
+    "signature_tags",
 ]

@@ -7,6 +7,11 @@ Gates, judged for the candidate version:
                    precision is at least the current champion's minus `tolerance`; both models
                    score the very same rows, so the comparison is like for like.
 Every decision, refused, promoted or forced, is recorded on the candidate version's tags.
+
+Before any gate, the candidate must pass its integrity check (signature, deciding tags, every
+artifact file: `stream.scoring.integrity`); an unsigned or tampered version is refused with
+ModelIntegrityError, and --force does not override that. A current champion that fails its own
+check fails `not_worse` (only --force then replaces it).
 """
 
 from __future__ import annotations
@@ -19,9 +24,15 @@ from typing import Any
 
 from sklearn.metrics import average_precision_score
 
-from fraud.errors import ConfigError, InputError, ModelNotFoundError
+from fraud.errors import ConfigError, InputError, ModelIntegrityError, ModelNotFoundError
 from fraud.settings import Settings
-from stream.scoring import CHALLENGER, CHAMPION, open_store, version_at_alias
+from stream.scoring import (
+    CHALLENGER,
+    CHAMPION,
+    load_model_version,
+    open_store,
+    version_at_alias,
+)
 from training.governance.registry import set_version_tags
 
 
@@ -57,11 +68,8 @@ class PromotionDecision:
 def _compare_with_champion(
     client: Any, settings: Settings, candidate: Any, champion: Any, tolerance: float
 ) -> tuple[Gate, dict[str, Any]]:
-    import mlflow.sklearn
-
     from training.governance.tracking import read_test_window
 
-    name = settings.model_name
     window = read_test_window(client, candidate.run_id)
     labels = window["is_fraud"].to_numpy()
     result: dict[str, Any] = {"rows": len(window), "fraud": int(labels.sum())}
@@ -74,7 +82,11 @@ def _compare_with_champion(
                 f"features {missing[:5]} are not in it"
             )
             return Gate("not_worse", False, detail), result
-        model = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+        try:
+            model = load_model_version(settings, version=str(version.version)).model
+        except ModelIntegrityError as exc:
+            detail = f"v{version.version} fails its integrity check: {exc}"
+            return Gate("not_worse", False, detail), result
         scores = model.predict_proba(window[features])[:, 1]
         result[f"{role}_version"] = str(version.version)
         result[f"{role}_average_precision"] = float(average_precision_score(labels, scores))
@@ -139,6 +151,17 @@ def _check_version(client: Any, name: str, version: str) -> None:
     raise InputError(f"'{name}' has no version {version!r}; registered versions: {listed}")
 
 
+def verify_version(settings: Settings, version: str) -> None:
+    """ModelIntegrityError (naming the version) unless `version` verifies: its signature, its
+    deciding tags and every artifact file (the model file is then read with the allow-list)."""
+    try:
+        load_model_version(settings, version=version)
+    except ModelIntegrityError as exc:
+        raise ModelIntegrityError(
+            f"refusing to promote {settings.model_name} v{version}: {exc}"
+        ) from exc
+
+
 def promote(
     settings: Settings,
     version: str | None = None,
@@ -159,6 +182,7 @@ def promote(
             )
         version = str(challenger.version)
     _check_version(client, name, version)
+    verify_version(settings, version)  # unsigned or tampered: refused, whatever --force says
     gates, comparison, previous = check_gates(settings, version, tolerance)
     decision = PromotionDecision(
         name=name,

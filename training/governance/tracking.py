@@ -35,6 +35,7 @@ from stream.scoring import (
 )
 from training.evaluation import flat_metrics, plots
 from training.governance.registry import ensure_experiment, set_version_tags
+from training.governance.signing import sign_version
 from training.model import BASELINE_KIND, DEFAULT_KIND, TrainingOutcome, model_params
 from training.results import jsonable, write_json
 
@@ -191,6 +192,7 @@ def _log_model(
         input_example=example,
         pip_requirements=_pip_requirements(env),
         pyfunc_predict_fn="predict_proba",
+        serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
 
@@ -234,10 +236,12 @@ def _version_tags(outcome: TrainingOutcome, data: DataInfo, code: dict[str, str]
 def log_training_run(
     settings: Settings, outcome: TrainingOutcome, data: DataInfo, run_name: str | None = None
 ) -> RegisteredVersion:
-    """Log the run, register the default model and point `@challenger` at the new version."""
+    """Log the run, register the default model, sign the version (its stored files and the
+    tags that decide how it scores) and point `@challenger` at it."""
     import mlflow
     import mlflow.sklearn
 
+    settings.signing_key()  # no key (production): refuse before anything is logged
     client = open_store(settings)
     experiment_id = ensure_experiment(client, TRAINING_EXPERIMENT, settings)
     code = code_version()
@@ -334,6 +338,7 @@ def log_training_run(
             f"{outcome.default.threshold_choice.thresholds.decline:.4g}."
         ),
     )
+    sign_version(settings, client, settings.model_name, version)
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
     return RegisteredVersion(run_id, settings.model_name, version, experiment_id)
 

@@ -389,9 +389,7 @@ def _frame(
 
 def read_feedback(settings: Settings, *, timeout_s: float = 120.0) -> list[TopicRecord]:
     """Every record of the feedback topic up to its end offsets now (fresh consumer, no commits)."""
-    return list(
-        scan_topic(settings.kafka_bootstrap_servers, settings.topics.feedback, timeout_s=timeout_s)
-    )
+    return list(scan_topic(settings.kafka, settings.topics.feedback, timeout_s=timeout_s))
 
 
 def read_decisions(
@@ -418,7 +416,7 @@ def read_decisions(
     wanted_ids = transaction_ids or set()
     return list(
         scan_topic(
-            settings.kafka_bootstrap_servers,
+            settings.kafka,
             settings.topics.decisions,
             where=None if transaction_ids is None and clock is None else where,
             timeout_s=timeout_s,

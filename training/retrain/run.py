@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fraud.secrets import mask_url
 from fraud.settings import Settings
 from stream.kafka_io import check_reachable
 from stream.scoring import CHAMPION, open_store, version_at_alias
@@ -152,7 +153,7 @@ def _check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
             return
     except OSError as exc:
         raise ServiceUnavailableError(
-            f"MLflow tracking server {uri} is not reachable ({exc}); start it or fix "
+            f"MLflow tracking server {mask_url(uri)} is not reachable ({exc}); start it or fix "
             "MLFLOW_TRACKING_URI. Nothing was registered and @champion is unchanged"
         ) from None
 
@@ -164,10 +165,10 @@ def _check_services(settings: Settings) -> Any:
     champion = version_at_alias(client, settings.model_name, CHAMPION)
     if champion is None:
         raise RetrainRefusedError(
-            f"no '{settings.model_name}' at @{CHAMPION} in {settings.tracking_uri} to challenge; "
+            f"no '{settings.model_name}' at @{CHAMPION} in {mask_url(settings.tracking_uri)} to challenge; "
             "train and promote one first with `fraud train`"
         )
-    check_reachable(settings.kafka_bootstrap_servers, timeout_s=5.0)
+    check_reachable(settings.kafka, timeout_s=5.0)
     return client, champion
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cProfile
+import json
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from bench.kafka import BenchTopics, records_between
 from bench.profile import _minus, area_of, summarize_profile, write_profile
 from bench.worker import CpuMeter, cpu_seconds_from_stat, machine_busy_seconds_from_stat
 from fraud.errors import ConfigError
+from fraud.settings import Settings
 
 
 def test_rates_parse_with_thousands_suffix_and_reject_junk():
@@ -40,6 +42,18 @@ def test_options_name_every_bad_value():
     assert "--http-features must be one of memory, none" in message
     assert "--http-clients" in message
     BenchOptions().validate()  # the defaults are valid
+
+
+def test_the_results_record_no_secret():
+    settings = Settings(
+        REDIS_URL="rediss://scorer:r-secret@127.0.0.1:6380/0",
+        kafka_security_protocol="SASL_SSL",
+        kafka_username="admin",
+        kafka_password="k-secret",
+    )
+    record = json.dumps(BenchOptions().record(settings), default=str)
+    assert "r-secret" not in record and "k-secret" not in record
+    assert "rediss://scorer:***@127.0.0.1:6380/0" in record and "SASL_SSL as admin" in record
 
 
 def test_topics_are_unique_per_run_and_trial_and_map_to_worker_env():

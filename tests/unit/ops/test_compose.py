@@ -16,11 +16,49 @@ def _compose() -> dict:
 
 def test_services_present_with_pinned_versions():
     services = _compose()["services"]
-    assert {"kafka", "redis", "mlflow", "topics"} <= set(services)
+    assert {"kafka", "redis", "mlflow", "mlflow-users", "topics"} <= set(services)
     assert services["kafka"]["image"] == f"apache/kafka:{kafka_version()}"
+    # MLflow runs from the project's virtualenv: the version constraints.txt pins, with the
+    # Flask-WTF its basic-auth app needs.
+    assert services["mlflow"]["command"][:2] == ["/venv/bin/mlflow", "server"]
+    assert "fraud-venv:/venv" in services["mlflow"]["volumes"]
     constraints = (ROOT / "constraints.txt").read_text().splitlines()
-    mlflow_pin = next(line.split("==")[1] for line in constraints if line.startswith("mlflow=="))
-    assert services["mlflow"]["image"].endswith(f":v{mlflow_pin}")
+    assert any(line.startswith("mlflow==") for line in constraints)
+    assert any(line.startswith("Flask-WTF==") for line in constraints)
+
+
+def _required(value: str, variable: str) -> bool:
+    """A compose value that refuses to start without `variable` (`${VAR:?message}`)."""
+    return value.startswith(f"${{{variable}:?") and value.endswith("}")
+
+
+def test_no_default_passwords_and_no_anonymous_access():
+    services = _compose()["services"]
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in grafana
+    assert _required(grafana["GF_SECURITY_ADMIN_PASSWORD"], "GRAFANA_ADMIN_PASSWORD")
+    # Prometheus without the lifecycle API (no remote reload or shutdown over HTTP).
+    assert not any("lifecycle" in flag for flag in services["prometheus"]["command"])
+
+    mlflow = services["mlflow"]
+    assert "--app-name=basic-auth" in mlflow["command"]
+    assert _required(mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"], "MLFLOW_ADMIN_PASSWORD")
+    assert _required(
+        mlflow["environment"]["MLFLOW_FLASK_SERVER_SECRET_KEY"], "MLFLOW_FLASK_SERVER_SECRET_KEY"
+    )
+    assert mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow/basic_auth.ini"
+    assert "./ops/mlflow:/etc/mlflow:ro" in mlflow["volumes"]
+    auth = (ROOT / "ops" / "mlflow" / "basic_auth.ini").read_text()
+    assert "default_permission = READ" in auth and "admin_password" not in auth
+    # The project's processes read the registry as `reader`, whose password is required too.
+    for name in ("worker", "lag-exporter", "model-monitor"):
+        environment = services[name]["environment"]
+        assert environment["MLFLOW_TRACKING_USERNAME"] == "reader"
+        assert _required(environment["MLFLOW_TRACKING_PASSWORD"], "MLFLOW_READER_PASSWORD")
+    users = services["mlflow-users"]
+    assert users["command"][-2:] == ["trainer", "reader"]
+    assert _required(users["environment"]["MLFLOW_PASSWORD_READER"], "MLFLOW_READER_PASSWORD")
 
 
 def test_ports_and_environment_match_project_defaults(monkeypatch):

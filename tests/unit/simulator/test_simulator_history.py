@@ -177,7 +177,7 @@ def test_device_ids_that_hold_a_card_number_are_tokenised_not_refused() -> None:
     import orjson
 
     from schemas import validator
-    from stream.edge import Admitted, Source, admit, contains_pan
+    from stream.edge import Admitted, PanKey, Source, admit, contains_pan
 
     bank = Bank.build(50, 1)
     devices = np.arange(200_000)
@@ -204,7 +204,7 @@ def test_device_ids_that_hold_a_card_number_are_tokenised_not_refused() -> None:
             orjson.dumps({**event, "device_id": token}),
             Source("transactions", 0, 0),
             validator("transaction"),
-            b"key",
+            PanKey("k1", b"key"),
         )
         assert isinstance(result, Admitted), result
         assert result.event["device_id"].startswith("dev-tok_")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from fraud.settings import Settings
 from schemas import validator
-from stream.edge import Admitted, DeadLetter, Source, admit, pan
+from stream.edge import Admitted, DeadLetter, PanKey, Source, admit, pan, token_key_id
 
-KEY = b"test-key"
+KEY = PanKey("t1", b"test-key")
 SRC = Source("transactions", 3, 42)
 VALID = {
     "transaction_id": "tx-1",
@@ -62,12 +63,15 @@ def test_card_number_in_card_id_is_replaced_by_a_stable_keyed_token():
     second = _admit(dict(VALID, card_id=PAN, transaction_id="tx-2"))
     assert isinstance(first, Admitted) and isinstance(second, Admitted)
     token = first.event["card_id"]
-    assert token.startswith("tok_") and PAN not in orjson.dumps(first.event).decode()
+    assert token.startswith("tok_t1_") and PAN not in orjson.dumps(first.event).decode()
     assert second.event["card_id"] == token
     assert first.tokenized_fields == ["card_id"]
     assert (
         admit(
-            orjson.dumps(dict(VALID, card_id=PAN)), SRC, validator("transaction"), b"other"
+            orjson.dumps(dict(VALID, card_id=PAN)),
+            SRC,
+            validator("transaction"),
+            PanKey("t1", b"other"),
         ).event["card_id"]
         != token
     )
@@ -114,4 +118,21 @@ def test_tokens_never_contain_a_digit_run_that_looks_like_a_card_number():
     tokens = [pan.tokenize(f"4{i:015d}", KEY) for i in range(20_000)]
     assert len(set(tokens)) == len(tokens)
     assert not any(pan.mask_text(token) != token for token in tokens)
-    assert all(len(token) == len("tok_") + 26 for token in tokens)
+    assert all(len(token) == len("tok_t1_") + 26 for token in tokens)
+
+
+def test_a_token_names_its_key_so_the_key_can_be_rotated():
+    old, new = PanKey("k1", b"old-key"), PanKey("k2", b"new-key")
+    before, after = pan.tokenize(PAN, old), pan.tokenize(PAN, new)
+    assert token_key_id(before) == "k1" and token_key_id(after) == "k2"
+    assert before.removeprefix("tok_k1_") != after.removeprefix("tok_k2_")
+    assert token_key_id("card-00001") is None and token_key_id("tok_abcdef") is None
+    # The key never shows in a repr (logs, tracebacks).
+    assert "old-key" not in repr(old) and "k1" in repr(old)
+
+
+def test_the_key_comes_from_the_settings_with_its_id():
+    key = PanKey.from_settings(Settings(pan_hash_key="x" * 32, pan_key_id="k7"))
+    assert key == PanKey("k7", b"x" * 32)
+    with pytest.raises(ValueError, match="pan_key_id"):
+        Settings(pan_key_id="Key_7")  # ids stay short lower-case: tokens split on "_"

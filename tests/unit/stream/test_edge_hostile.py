@@ -16,6 +16,7 @@ from stream.edge import (
     DeadLetter,
     EdgeLimits,
     EventTimeGuard,
+    PanKey,
     Source,
     Stamped,
     admit,
@@ -23,7 +24,7 @@ from stream.edge import (
     luhn_valid,
 )
 
-KEY = b"test-key"
+KEY = PanKey("t1", b"test-key")
 SRC = Source("transactions", 1, 7)
 PAN = "4111111111111111"
 VALID = {
