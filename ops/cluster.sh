@@ -12,8 +12,8 @@
 #   ops/cluster.sh start kafka N|redis PORT   (re)start one node; wait until it serves again
 #   ops/cluster.sh kill kafka N|redis PORT    kill -9 one node (fault injection)
 #
-# Ports, each the first of consecutive ones: FRAUD_CLUSTER_KAFKA_PORT (9192: clients on
-# 9192-9194), FRAUD_CLUSTER_KAFKA_CONTROLLER_PORT (9292: 9292-9294), FRAUD_CLUSTER_REDIS_PORT
+# Ports, each the first of consecutive ones: FRAUD_CLUSTER_KAFKA_PORT (29092: clients on
+# 29092-29094), FRAUD_CLUSTER_KAFKA_CONTROLLER_PORT (29192: 29192-29194), FRAUD_CLUSTER_REDIS_PORT
 # (7000: 7000-7005, and their cluster bus ports 17000-17005). Tuning: FRAUD_CLUSTER_KAFKA_HEAP
 # (384m per node), FRAUD_CLUSTER_BROKER_SESSION_MS (9000) and FRAUD_CLUSTER_BROKER_HEARTBEAT_MS
 # (2000): how soon a dead node is fenced; FRAUD_CLUSTER_REDIS_NODE_TIMEOUT_MS (2000): how soon a
@@ -30,8 +30,8 @@ source "$ROOT/ops/common.sh"
 
 CDIR="$STATE/cluster"
 KAFKA_NODES=(1 2 3)
-KAFKA_BASE="${FRAUD_CLUSTER_KAFKA_PORT:-9192}"
-KAFKA_CONTROLLER_BASE="${FRAUD_CLUSTER_KAFKA_CONTROLLER_PORT:-9292}"
+KAFKA_BASE="${FRAUD_CLUSTER_KAFKA_PORT:-29092}"
+KAFKA_CONTROLLER_BASE="${FRAUD_CLUSTER_KAFKA_CONTROLLER_PORT:-29192}"
 REDIS_BASE="${FRAUD_CLUSTER_REDIS_PORT:-7000}"
 REDIS_PORTS=()
 for i in 0 1 2 3 4 5; do REDIS_PORTS+=($((REDIS_BASE + i))); done
@@ -181,9 +181,10 @@ up() {
 }
 
 down() {
-  local n p
+  local n p grace=60
+  [[ "${1:-}" == --wipe ]] && grace=5  # the data goes anyway: no need to wait for a clean stop
   # In parallel: a node's controlled shutdown needs the quorum, which the others are part of.
-  for n in "${KAFKA_NODES[@]}"; do stop_pidfile "$STATE/pids/cluster-kafka-$n.pid" "kafka node $n" 60 & done
+  for n in "${KAFKA_NODES[@]}"; do stop_pidfile "$STATE/pids/cluster-kafka-$n.pid" "kafka node $n" "$grace" & done
   for p in "${REDIS_PORTS[@]}"; do stop_pidfile "$STATE/pids/cluster-redis-$p.pid" "redis node $p" 20 & done
   wait
   if [[ "${1:-}" == --wipe ]]; then say "deleting $CDIR"; rm -rf "$CDIR"; fi

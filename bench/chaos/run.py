@@ -96,16 +96,17 @@ def _redis_target(stack: ClusterStack, options: ChaosOptions, scratch: Path) -> 
     return single
 
 
-def live_store(redis_url: str, cluster: bool, prefix: str, label_delay: timedelta) -> Any:
-    """The workers' feature store, opened the way a worker opens it."""
-    import redis
-
+def live_store(settings: Settings, cluster: bool) -> Any:
+    """The workers' feature store (settings: their Redis URL and prefix), opened as a worker
+    opens it."""
     from stream.features import RedisFeatureStore
+    from stream.redis_io import connect_redis
 
     if cluster:
         raise ConfigError("this feature store cannot open a Redis Cluster yet")
-    client = redis.Redis.from_url(redis_url, socket_timeout=10)
-    return RedisFeatureStore(client, prefix, label_delay=label_delay)
+    client = connect_redis(settings, socket_timeout=10)
+    label_delay = timedelta(days=settings.label_delay_days)
+    return RedisFeatureStore(client, settings.redis_prefix, label_delay=label_delay)
 
 
 def _wait_decided(
@@ -200,7 +201,8 @@ def run_chaos(
             inputs = {_tx_id(value): InputRecord(p, o, t) for p, o, t, value in raw_inputs}
             events = admitted_events(raw_inputs, topics.transactions, settings)
             ideal_store, ideal = replay(events, label_delay)
-            live = live_store(redis.url, redis.cluster, prefix, label_delay)
+            workers = settings.model_copy(update={"redis_url": redis.url, "redis_prefix": prefix})
+            live = live_store(workers, redis.cluster)
             aggregates = compare_state(live, ideal_store, events)
             first = _first_full(decisions)
             aggregates["records_differing"] = len(

@@ -35,8 +35,8 @@ class ClusterPorts:
     """The first port of each consecutive block (see ops/cluster.sh); Redis also needs each
     node's port + 10000 (the cluster bus)."""
 
-    kafka: int = 9192
-    kafka_controller: int = 9292
+    kafka: int = 29092
+    kafka_controller: int = 29192
     redis: int = 7000
 
     @classmethod
@@ -113,6 +113,10 @@ class ClusterStack:
 
     def down(self, wipe: bool = False) -> str:
         return self._ops("down", *(["--wipe"] if wipe else []))
+
+    def exports(self) -> str:
+        """`export NAME=value` lines that point the project at this stack."""
+        return self._ops("env")
 
     def is_running(self) -> bool:
         """Every node's pid file names a live process."""

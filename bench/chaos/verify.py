@@ -13,7 +13,7 @@ the next one's; the first, `steady`, from the first transaction to the first fau
   decisions (Redis unavailable: no-history defaults) are counted apart and not compared;
 - dead letters, by reason (steady valid traffic sends none, so each one is caused by a fault);
 - traffic held: transactions offered, acknowledged and decided per second within the phase;
-- the longest gap between decisions of each input partition within the phase.
+- the longest gap between decisions of each input partition, in the phase where it ended.
 The final state of the aggregates (every card and terminal probed on the live store against
 the replay) is checked by `bench.chaos.aggregates` and reported beside these figures.
 """
@@ -122,16 +122,21 @@ def by_transaction(decisions: Iterable[Decided]) -> dict[str, list[Decided]]:
 def longest_gaps(
     times_by_partition: Mapping[int, Sequence[float]], start: float, end: float
 ) -> dict[int, float]:
-    """Per partition: the longest stretch within [start, end) without a decision, counting
-    from `start` to the first one (a partition with none: the whole window)."""
+    """Per partition (its decision times sorted): the longest stretch without a decision that
+    ended within [start, end), whole even when it began before (the stall a fault causes
+    begins at the last decision before its injection); a partition with no decision in the
+    window: the time from its last decision (or the window's start) to the window's end."""
     gaps = {}
     for partition, times in times_by_partition.items():
+        ending = [b - a for a, b in pairwise(times) if start <= b < end]
+        before = [t for t in times if t < start]
         inside = [t for t in times if start <= t < end]
-        if not inside:
-            gaps[partition] = end - start
-            continue
-        edges = [start, *inside]
-        gaps[partition] = max(b - a for a, b in pairwise(edges))
+        if not before and inside:
+            ending.append(inside[0] - start)  # the first decision of the run
+        if ending:
+            gaps[partition] = max(ending)
+        else:
+            gaps[partition] = end - (before[-1] if before else start)
     return gaps
 
 

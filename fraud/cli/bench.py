@@ -146,6 +146,10 @@ def chaos(
 
     settings: Settings = ctx.obj
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Connection errors are the point of the run while a broker is down; the report says
+    # what they cost.
+    for name in ("librdkafka", "stream.kafka_io"):
+        logging.getLogger(name).setLevel(logging.ERROR + 10)
     plans = {"full": FULL_PLAN, "short": SHORT_PLAN}
     plan = plans.get(faults) or tuple(name.strip() for name in faults.split(",") if name.strip())
     options = ChaosOptions(
