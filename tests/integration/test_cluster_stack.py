@@ -4,6 +4,8 @@ of three primaries each with a replica on another node, and `env` pointing the p
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bench.chaos import ClusterStack
@@ -55,3 +57,31 @@ def test_env_points_the_project_at_the_cluster(cluster: ClusterStack) -> None:
         f"export REDIS_URL={cluster.redis_url}",
         "export FRAUD_REDIS_CLUSTER=1",
     ]
+
+
+def test_a_killed_redis_primary_is_replaced_by_its_replica_and_rejoins(
+    cluster: ClusterStack,
+) -> None:
+    """The chaos suite's Redis fault on the cluster: kill -9 the primary holding the most keys,
+    its replica takes over every slot, the old primary comes back as a replica."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    from bench.chaos.redis_target import ClusterRedis
+
+    nodes = [ClusterNode("127.0.0.1", port) for port in cluster.ports.redis_ports]
+    client = RedisCluster(startup_nodes=nodes)
+    for i in range(300):
+        client.set(f"{{card:{i}}}:probe", i)
+    # Replication is asynchronous: without this pause the newest writes could die with the
+    # primary (what WAIT would guard against), which is not what this test is about.
+    time.sleep(1)
+    target = ClusterRedis(cluster)
+    killed = target.kill_primary()
+    assert target.wait_serving() < 60
+    target.restore()
+    roles = cluster.redis_roles()
+    assert sorted(roles.values()) == ["master"] * 3 + ["slave"] * 3
+    assert roles[int(killed.rsplit(":", 1)[1])] == "slave"
+    client = RedisCluster(startup_nodes=nodes)
+    assert [int(client.get(f"{{card:{i}}}:probe")) for i in range(300)] == list(range(300))
+    client.delete(*[f"{{card:{i}}}:probe" for i in range(300)])
