@@ -51,7 +51,6 @@ class ChaosContext:
     input_topic: str
     topics: list[str]
     rate: float
-    say: Callable[[str], None]
     settle_s: float = 10.0
     session_timeout_s: float = 6.0
     broker_down_s: float = 15.0

@@ -267,7 +267,6 @@ def _inject(
         input_topic=topics.transactions,
         topics=topics.names(),
         rate=options.rate,
-        say=say,
         settle_s=options.settle_s,
         session_timeout_s=options.session_timeout_s,
         broker_down_s=options.broker_down_s,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,7 +31,7 @@ def _free(port: int) -> bool:
     return True
 
 
-def _block(variable: str, default: str, ports_of: callable) -> int:  # type: ignore[valid-type]
+def _block(variable: str, default: str, ports_of: Callable[[int], Iterable[int]]) -> int:
     """The first base in the range whose ports (ports_of(base)) are all free."""
     low, high = (int(part) for part in os.environ.get(variable, default).split("-"))
     for base in range(low, high, 10):
