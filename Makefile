@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # SECURE=1: the secured stack (Kafka SASL_SSL + ACLs, Redis TLS + ACL users, MLflow basic auth);
 # each verb then runs with its role's credentials (ops/services.sh as ROLE, SECURITY.md).
 as = $(if $(filter 1,$(SECURE)),ops/services.sh as $(1) ,)
-.PHONY: help setup services services-down test test-unit lint lock simulate produce train worker lag monitor analyst console retrain demo bench bench-features bench-simulator
+.PHONY: help setup services services-down chaos test test-unit lint lock simulate produce train worker lag monitor analyst console retrain demo bench bench-features bench-simulator
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -26,11 +26,11 @@ setup: $(STAMP) ## Create .venv and install the pinned dependencies (constraints
 lock: ## Re-pin constraints.txt from the current .venv (after changing pyproject ranges)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
-services: setup ## Start Kafka (KRaft), Redis and the MLflow store on loopback; create topics (SECURE=1: the secured stack)
-	ops/services.sh up
+services: setup ## Start Kafka (KRaft), Redis and the MLflow store on loopback; create topics (SECURE=1: the secured stack; CLUSTER=1: 3 Kafka nodes + Redis Cluster)
+	CLUSTER=$(CLUSTER) ops/services.sh up
 
-services-down: ## Stop the services that `make services` started
-	ops/services.sh down
+services-down: ## Stop the services that `make services` started (CLUSTER=1: the clustered stack)
+	CLUSTER=$(CLUSTER) ops/services.sh down
 
 test: setup ## Run every test (unit + integration; starts services when needed)
 	$(PY) -m pytest
@@ -76,6 +76,9 @@ demo: setup ## Services, a champion (trained if none), worker + analysts + conso
 
 bench: services ## End-to-end benchmark: worker throughput and latency vs. the lab's HTTP design and a bare Kafka loop
 	$(call as,admin)$(FRAUD) bench
+
+chaos: setup ## Faults under steady traffic on the clustered stack, every topic verified (RATE=150 FAULTS=full|short|a,b)
+	$(FRAUD) chaos --rate $${RATE:-150} --faults $${FAULTS:-full}
 
 bench-features: setup ## Feature replay speed (training sets) and the Redis store path
 	$(PY) -m bench.features --rows 1000000

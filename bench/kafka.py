@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from fraud.settings import KafkaConnection
 from simulator.live import LiveTraffic
@@ -229,6 +229,20 @@ def read_records(
     parse: Callable[[bytes], T],
 ) -> list[T]:
     """parse(value) of every record between two offset snapshots of `topic`."""
+    return read_messages(
+        connection, topic, start, end, lambda message: parse(message.value() or b"")
+    )
+
+
+def read_messages(
+    connection: KafkaConnection,
+    topic: str,
+    start: Offsets,
+    end: Offsets,
+    parse: Callable[[Message], T],
+) -> list[T]:
+    """parse(message) of every record between two offset snapshots of `topic` (the message
+    gives its partition, offset and timestamp too)."""
     consumer = make_consumer(connection, f"bench-reader-{uuid.uuid4().hex[:8]}")
     wanted = {p: end[p] for p in end if end[p] > start.get(p, 0)}
     consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in wanted])
@@ -240,10 +254,9 @@ def read_records(
             for message in consumer.consume(5_000, timeout=1.0):
                 if message.error() is not None:
                     raise KafkaException(message.error())
-                offset, value = message.offset() or 0, message.value() or b""
-                if offset >= wanted.get(message.partition() or 0, 0):
+                if (message.offset() or 0) >= wanted.get(message.partition() or 0, 0):
                     continue
-                parsed.append(parse(value))
+                parsed.append(parse(message))
                 remaining -= 1
     finally:
         consumer.close()

@@ -4,6 +4,8 @@
 #   ops/services.sh up      start what is not running, wait until each answers (idempotent)
 #   ops/services.sh down    stop only the processes this script started (by pid)
 #   ops/services.sh status  one line per service
+#   CLUSTER=1 ops/services.sh up|down|status   the clustered stack instead (ops/cluster.sh: three
+#                           Kafka nodes, a Redis Cluster of six), with the same MLflow store and topics
 #
 # State (data, logs, pids) lives in $FRAUD_STATE_DIR (default: .state/ in the project).
 #
@@ -22,43 +24,10 @@ PY="${PYTHON:-$ROOT/.venv/bin/python}"
 KAFKA_PORT="${FRAUD_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${FRAUD_KAFKA_CONTROLLER_PORT:-9093}"
 REDIS_PORT="${FRAUD_REDIS_PORT:-6379}"
-KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/ops/kafka/pom.xml")"
-KAFKA_LIBS="$STATE/kafka/libs-$KAFKA_VERSION"
 KAFKA_HEAP="${FRAUD_KAFKA_HEAP:-768m}"
-
-say() { printf '[services] %s\n' "$*"; }
-die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
-
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
-  local deadline=$((SECONDS + $1)) what="$2"; shift 2
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.3
-  done
-  say "$what is up"
-}
-
-check_port_free() {  # check_port_free PORT NAME PIDFILE
-  if port_open "$1" && ! pid_alive "$3"; then
-    die "port $1 (for $2) is taken by another process; stop it or set the port variable (see README)"
-  fi
-}
-
-kafka_libs() {  # the broker's jars, resolved from Maven Central once
-  command -v java >/dev/null || die "java not found: install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"
-  if [[ ! -f "$KAFKA_LIBS/.complete" ]]; then
-    command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven) to fetch the Kafka jars"
-    say "resolving Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_LIBS"
-    mkdir -p "$KAFKA_LIBS"
-    mvn -q -B -f "$ROOT/ops/kafka/pom.xml" dependency:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >"$STATE/logs/maven.log" 2>&1 \
-      || die "maven could not resolve the Kafka jars; see $STATE/logs/maven.log"
-    touch "$KAFKA_LIBS/.complete"
-  fi
-}
+NAME=services
+# shellcheck source=ops/common.sh
+source "$ROOT/ops/common.sh"
 
 kafka_up() {
   local pidfile="$STATE/pids/kafka.pid"
@@ -96,15 +65,7 @@ redis_up() {
     say "redis already running (pid $(cat "$pidfile"))"; return
   fi
   check_port_free "$REDIS_PORT" redis "$pidfile"
-  if ! command -v redis-server >/dev/null; then
-    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
-      say "installing redis-server with apt-get"
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
-        >"$STATE/logs/apt-redis.log" 2>&1 || die "apt-get could not install redis-server; see $STATE/logs/apt-redis.log"
-    else
-      die "redis-server not found: install it (Debian: sudo apt-get install redis-server)"
-    fi
-  fi
+  redis_binary
   mkdir -p "$STATE/redis"
   say "starting redis on 127.0.0.1:$REDIS_PORT"
   # Aggregates are rebuilt from Kafka if lost, but an append-only file makes restarts cheap.
@@ -128,17 +89,7 @@ topics_up() {
   "$PY" -m fraud.cli topics --quiet || die "could not create the Kafka topics"
 }
 
-stop_pid() {  # stop_pid NAME
-  local pidfile="$STATE/pids/$1.pid"
-  if pid_alive "$pidfile"; then
-    local pid; pid="$(cat "$pidfile")"
-    say "stopping $1 (pid $pid)"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
-}
+stop_pid() { stop_pidfile "$STATE/pids/$1.pid" "$1" 20; }  # stop_pid NAME
 
 status() {
   for name in kafka redis; do
@@ -146,6 +97,20 @@ status() {
     else echo "$name: stopped"; fi
   done
   if [[ -f "$STATE/mlflow/mlflow.db" ]]; then echo "mlflow: store at $STATE/mlflow/mlflow.db"; else echo "mlflow: no store yet"; fi
+}
+
+cluster() {  # the clustered stack: ops/cluster.sh, then the MLflow store and the topics on it
+  case "${1:-up}" in
+    up)
+      "$ROOT/ops/cluster.sh" up
+      eval "$("$ROOT/ops/cluster.sh" env)"
+      mlflow_up; topics_up
+      say "point the project at the cluster with: eval \"\$(ops/cluster.sh env)\""
+      "$ROOT/ops/cluster.sh" env | sed 's/^/  /' ;;
+    down) "$ROOT/ops/cluster.sh" down ;;
+    status) "$ROOT/ops/cluster.sh" status ;;
+    *) die "usage: CLUSTER=1 $0 up|down|status" ;;
+  esac
 }
 
 mkdir -p "$STATE/pids" "$STATE/logs"
@@ -163,6 +128,7 @@ if [[ "${SECURE:-0}" == 1 ]]; then
   esac
   exit 0
 fi
+if [[ "${CLUSTER:-0}" == 1 ]]; then cluster "$command"; exit 0; fi
 case "$command" in
   up) kafka_up; redis_up; mlflow_up; topics_up ;;
   down) stop_pid kafka; stop_pid redis ;;

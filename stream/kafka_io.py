@@ -210,14 +210,15 @@ def ensure_topics(
     partitions: int,
     timeout_s: float = 30.0,
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names it created."""
+    """Create the topics that do not exist yet; returns the names it created. Replicas: the
+    broker's default.replication.factor (1 on the single node, 3 on the cluster)."""
     admin = wait_for_broker(kafka, timeout_s)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [name for name in names if name not in existing]
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in wanted],
+        [NewTopic(name, num_partitions=partitions, replication_factor=-1) for name in wanted],
         operation_timeout=timeout_s,
     )
     created = []

@@ -98,5 +98,89 @@ def bench(
     console.print(f"results: {path}")
 
 
+def chaos(
+    ctx: typer.Context,
+    rate: float = typer.Option(150.0, help="Offered transactions per second, held throughout."),
+    faults: str = typer.Option(
+        "full",
+        help="full, short, or fault names in order, comma-separated (scale-out, worker-kill, "
+        "broker-kill, redis-kill, zombie, scale-in).",
+    ),
+    partitions: int = typer.Option(6, help="Partitions of each topic of the run."),
+    settle: float = typer.Option(10.0, help="Seconds of steady traffic after each recovery."),
+    broker_down: float = typer.Option(15.0, help="Seconds a killed Kafka node stays down."),
+    redis: str = typer.Option(
+        "auto",
+        help="Feature state on the Redis Cluster (cluster), one redis-server (single), "
+        "or the cluster when the store supports it (auto).",
+    ),
+    state_dir: Path = typer.Option(
+        None,
+        help="State folder whose champion to reuse (trained there if none); default: a "
+        "small one trained for the run.",
+    ),
+    out: Path = typer.Option(PROJECT_ROOT / "bench-results", help="Folder of the report JSON."),
+    keep_stack: bool = typer.Option(False, help="Leave a clustered stack started here running."),
+) -> None:
+    """Prove nothing is lost under faults: traffic through three workers on the clustered
+    stack while workers, a Kafka node and a Redis primary die, workers scale and one freezes.
+
+    Starts the clustered stack (ops/cluster.sh, ports FRAUD_CLUSTER_*_PORT) unless it runs,
+    prints a table per fault and writes bench-results/chaos-<run>.json; exit 1 when something
+    was lost, counted twice or dead-lettered.
+    """
+    import sys
+
+    from rich.console import Console
+
+    from bench.chaos import (
+        FULL_PLAN,
+        SHORT_PLAN,
+        ChaosOptions,
+        ClusterPorts,
+        ClusterStack,
+        render,
+        run_chaos,
+        write_report,
+    )
+
+    settings: Settings = ctx.obj
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Connection errors are the point of the run while a broker is down; the report says
+    # what they cost.
+    for name in ("librdkafka", "stream.kafka_io"):
+        logging.getLogger(name).setLevel(logging.ERROR + 10)
+    plans = {"full": FULL_PLAN, "short": SHORT_PLAN}
+    plan = plans.get(faults) or tuple(name.strip() for name in faults.split(",") if name.strip())
+    options = ChaosOptions(
+        rate=rate,
+        plan=plan,
+        partitions=partitions,
+        settle_s=settle,
+        broker_down_s=broker_down,
+        redis=redis,
+        state_dir=state_dir.resolve() if state_dir else None,  # MLflow needs absolute paths
+        out_dir=out.resolve(),
+    )
+    options.validate()
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    stack = ClusterStack(settings.state_dir, ClusterPorts.from_env())
+    started = not stack.is_running()
+    if started:
+        console.print("starting the clustered stack (ops/cluster.sh up)")
+        stack.up()
+    try:
+        run = run_chaos(settings, options, stack, say=console.print)
+    finally:
+        if started and not keep_stack:
+            stack.down()
+    path = write_report(run.document, out)
+    render(run.document, console)
+    console.print(f"report: {path}")
+    if run.failures:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(bench)
+    app.command()(chaos)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.chaos import ClusterStack
 from fraud.settings import KafkaConnection, Settings
 from tests.support.processes import Proc, fraud_command, free_port, running, wait_healthy
 from tests.support.stack import ROOT, Stack
@@ -338,3 +339,13 @@ def consume_all(stack: Stack, unique_name) -> ConsumeAll:
         return records
 
     return consume
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterStack]:
+    """The clustered stack (three Kafka nodes, a six-node Redis Cluster) on free ports, for the
+    tests that need it; stopped and wiped at the end of the session."""
+    from tests.support.cluster import cluster_stack
+
+    with cluster_stack(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
