@@ -16,7 +16,7 @@ InMemoryFeatureStore, probes of the live store) draw the verdict; `report` write
 
 from bench.chaos.faults import FAULTS, FULL_PLAN, SHORT_PLAN
 from bench.chaos.report import render, write_report
-from bench.chaos.run import ChaosOptions, ChaosRun, run_chaos, store_supports_cluster
+from bench.chaos.run import ChaosOptions, ChaosRun, run_chaos
 from bench.chaos.stack import ClusterPorts, ClusterStack
 
 __all__ = [
@@ -29,6 +29,5 @@ __all__ = [
     "ClusterStack",
     "render",
     "run_chaos",
-    "store_supports_cluster",
     "write_report",
 ]

@@ -4,8 +4,7 @@ every topic read back and the verdict drawn (bench.chaos.verify, bench.chaos.agg
 
 In order, on private topics, consumer group and Redis prefix (all removed afterwards):
 1. a champion: reused from `state_dir`, else a small one trained for the run;
-2. the feature state: the stack's Redis Cluster, or one private redis-server (`redis="single"`,
-   for a store that cannot run on Redis Cluster: see `store_supports_cluster`);
+2. the feature state: the stack's Redis Cluster, or one private redis-server (`redis="single"`);
 3. one worker, then traffic at `rate` tx/s; `steady` until the group is caught up;
 4. each fault of the plan (bench.chaos.faults), then `settle`;
 5. traffic stops; wait until every acknowledged transaction has a decision (or the drain
@@ -77,17 +76,8 @@ class ChaosRun:
     failures: list[str] = field(default_factory=list)
 
 
-def store_supports_cluster() -> bool:
-    """Whether the feature store can run on Redis Cluster (it then offers `redis_client`)."""
-    import stream.features
-
-    return hasattr(stream.features, "redis_client")
-
-
 def _redis_target(stack: ClusterStack, options: ChaosOptions, scratch: Path) -> RedisTarget:
-    mode = options.redis
-    if mode == "auto":
-        mode = "cluster" if store_supports_cluster() else "single"
+    mode = "cluster" if options.redis == "auto" else options.redis
     if mode == "cluster":
         return ClusterRedis(stack)
     # The port after the cluster's six: inside the stack's block of ports.
@@ -102,9 +92,9 @@ def live_store(settings: Settings, cluster: bool) -> Any:
     from stream.features import RedisFeatureStore
     from stream.redis_io import connect_redis
 
-    if cluster:
-        raise ConfigError("this feature store cannot open a Redis Cluster yet")
-    client = connect_redis(settings, socket_timeout=10)
+    client = connect_redis(
+        settings.model_copy(update={"redis_cluster": cluster}), socket_timeout=10
+    )
     label_delay = timedelta(days=settings.label_delay_days)
     return RedisFeatureStore(client, settings.redis_prefix, label_delay=label_delay)
 

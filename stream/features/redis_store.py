@@ -26,9 +26,10 @@ defaults and backfills later).
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -255,9 +256,34 @@ class _Rounds:
     client: Any
     shas: dict[str, str]
     cluster: bool
-    loaded: set[tuple[str, str]] = field(default_factory=set)
+    attempts: int = 6  # rounds on a cluster before the error reaches the caller (~3 s)
 
     def run(self, calls: Sequence[_Call]) -> list[Any]:
+        """Every call's answer, in order. On a cluster, a node lost or a slot moved (a replica
+        took over) refreshes the slot map and runs the round again, a few times with a pause:
+        reads are repeatable, card writes are checked against their versions (a write that had
+        landed is then refused and the batch recomputed) and the other writes are idempotent."""
+        import redis
+
+        retriable = (
+            redis.exceptions.MovedError,
+            redis.exceptions.AskError,
+            redis.exceptions.ClusterDownError,
+            redis.exceptions.TryAgainError,
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+        )
+        for attempt in range(self.attempts if self.cluster else 1):
+            try:
+                return self._run_once(calls)
+            except retriable:
+                if not self.cluster or attempt == self.attempts - 1:
+                    raise
+                time.sleep(min(0.1 * 2**attempt, 1.0))
+                self.client.nodes_manager.initialize()
+        raise AssertionError("unreachable")
+
+    def _run_once(self, calls: Sequence[_Call]) -> list[Any]:
         import redis
 
         by_node: dict[str, list[int]] = {}
@@ -280,9 +306,8 @@ class _Rounds:
                 except redis.exceptions.NoScriptError:
                     if attempt:
                         raise
-                    for source_name, source in _SCRIPTS.items():
+                    for source in _SCRIPTS.values():
                         connection.script_load(source)
-                        self.loaded.add((name, source_name))
             for index, answer in zip(indexes, answers, strict=True):
                 results[index] = answer
         return results

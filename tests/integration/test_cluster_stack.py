@@ -79,7 +79,13 @@ def test_a_killed_redis_primary_is_replaced_by_its_replica_and_rejoins(
     killed = target.kill_primary()
     assert target.wait_serving() < 60
     target.restore()
+    # The restarted node starts as a primary until gossip tells it a newer epoch owns its
+    # slots; then it turns into a replica (seconds on a loaded machine).
+    deadline = time.monotonic() + 60
     roles = cluster.redis_roles()
+    while sorted(roles.values()) != ["master"] * 3 + ["slave"] * 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        roles = cluster.redis_roles()
     assert sorted(roles.values()) == ["master"] * 3 + ["slave"] * 3
     assert roles[int(killed.rsplit(":", 1)[1])] == "slave"
     client = RedisCluster(startup_nodes=nodes)
