@@ -54,7 +54,7 @@ class ChaosOptions:
     settle_s: float = 10.0
     broker_down_s: float = 15.0
     session_timeout_s: float = 6.0
-    redis: str = "auto"  # cluster | single | auto (cluster when the store supports it)
+    redis: str = "cluster"  # cluster | single (one private redis-server)
     state_dir: Path | None = None  # a champion to reuse (trained there if none)
     out_dir: Path = Path("bench-results")
     drain_timeout_s: float = 180.0
@@ -63,8 +63,8 @@ class ChaosOptions:
         unknown = [name for name in self.plan if name not in FAULTS]
         if unknown:
             raise ConfigError(f"unknown faults {unknown}; known: {', '.join(FAULTS)}")
-        if self.redis not in ("auto", "cluster", "single"):
-            raise ConfigError(f"redis must be auto, cluster or single, got {self.redis!r}")
+        if self.redis not in ("cluster", "single"):
+            raise ConfigError(f"redis must be cluster or single, got {self.redis!r}")
         if self.rate <= 0 or self.partitions < 3:
             raise ConfigError("rate must be positive and partitions at least 3 (three workers)")
 
@@ -77,7 +77,7 @@ class ChaosRun:
 
 
 def _redis_target(stack: ClusterStack, options: ChaosOptions, scratch: Path) -> RedisTarget:
-    mode = "cluster" if options.redis == "auto" else options.redis
+    mode = options.redis
     if mode == "cluster":
         return ClusterRedis(stack)
     # The port after the cluster's six: inside the stack's block of ports.

@@ -110,9 +110,9 @@ def chaos(
     settle: float = typer.Option(10.0, help="Seconds of steady traffic after each recovery."),
     broker_down: float = typer.Option(15.0, help="Seconds a killed Kafka node stays down."),
     redis: str = typer.Option(
-        "auto",
-        help="Feature state on the Redis Cluster (cluster), one redis-server (single), "
-        "or the cluster when the store supports it (auto).",
+        "cluster",
+        help="Feature state on the Redis Cluster (cluster) or on one private redis-server "
+        "(single).",
     ),
     state_dir: Path = typer.Option(
         None,

@@ -25,7 +25,7 @@ import orjson
 from fraud.errors import ValidationError
 from fraud.times import utc_now_iso
 from schemas import Validator
-from stream.edge.limits import EdgeLimits, walk
+from stream.edge.limits import EdgeLimits, raw_may_hold_pan, walk
 from stream.edge.pan import PanKey, mask_text, tokenize, tokenize_text
 
 # A dead letter keeps at most this much of the input (with its size and a keyed digest of the
@@ -148,7 +148,7 @@ def admit(
         return dead("invalid_json", f"not valid JSON: {exc}")
     if not isinstance(event, dict):
         return dead("schema", "transaction must be a JSON object", "<record>", "type")
-    shape = walk(event, limits)
+    shape = walk(event, limits, look_for_pans=raw_may_hold_pan(raw))
     if shape.broken is not None:
         reason, detail = shape.broken
         return dead(reason, detail, rule=reason)
