@@ -148,6 +148,21 @@ def group_members(connection: KafkaConnection, group: str, topic: str) -> tuple[
     return str(description.state), held
 
 
+def committed_lag(connection: KafkaConnection, group: str, topic: str) -> int:
+    """How many records of `topic` lie beyond `group`'s committed offsets (none committed: all)."""
+    probe = offset_probe(connection)
+    try:
+        end = end_offsets(probe, topic)
+    finally:
+        probe.close()
+    reader = make_consumer(connection, group)
+    try:
+        committed = reader.committed([TopicPartition(topic, p) for p in end], timeout=10)
+    finally:
+        reader.close()
+    return sum(end[tp.partition] - max(0, tp.offset) for tp in committed)
+
+
 def wait_for_group(
     connection: KafkaConnection,
     group: str,

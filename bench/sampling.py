@@ -42,7 +42,8 @@ OTHER = "other"
 
 # (area, path fragment, function names or None for any): the first rule matching a frame wins.
 # Paths are matched on "/"-separated full file names; functions on py-spy's names
-# ("Class.method" or "function").
+# ("Class.method" or "function", with what is nested in them). score_batch's own code builds the
+# decision and alert records (the model's calls in it are scoring's).
 AREA_RULES: tuple[tuple[str, str, frozenset[str] | None], ...] = (
     (REASONS, "/stream/scoring/reasons.py", None),
     (REASONS, "/stream/scoring/treeshap.py", None),
@@ -137,9 +138,13 @@ def parse_raw(text: str) -> list[Stack]:
 
 
 def _matches(frame: Frame, fragment: str, functions: frozenset[str] | None) -> bool:
-    return fragment in frame.file.replace("\\", "/") and (
-        functions is None or frame.function in functions
-    )
+    """`fragment` in the frame's file, and the frame is one of `functions` (or code nested in
+    one: `score_batch.<locals>.<listcomp>` is `score_batch`'s)."""
+    if fragment not in frame.file.replace("\\", "/"):
+        return False
+    if functions is None:
+        return True
+    return frame.function.split(".<locals>", 1)[0] in functions
 
 
 def is_idle(stack: Stack) -> bool:

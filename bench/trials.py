@@ -120,6 +120,9 @@ def two_workers(phase: Phase) -> SaturationResult:
         for worker in workers:
             worker.stop()
     note = f"events sent again once the group was stable (sending took {sent_s:.2f} s)"
+    behind = kafka.committed_lag(context.connection, group, topics.transactions)
+    if behind:
+        note += f"; after both stopped, {behind:,} events beyond the committed offsets"
     return read_saturation(phase, topics, outputs, len(phase.preloaded), 2, note)
 
 

@@ -113,6 +113,20 @@ def test_raw_lines_parse_into_thread_frames_and_counts():
             SCORING,
         ),
         ([f"score_batch ({ROOT}/stream/scoring/batch.py:60)"], DECISIONS),  # its own loop
+        (
+            [
+                f"score_batch ({ROOT}/stream/scoring/batch.py:60)",
+                f"score_batch.<locals>.<listcomp> ({ROOT}/stream/scoring/batch.py:88)",
+            ],
+            DECISIONS,
+        ),
+        (
+            [
+                f"score_batch ({ROOT}/stream/scoring/batch.py:60)",
+                f"ScoringModel.matrix ({ROOT}/stream/scoring/batch.py:30)",
+            ],
+            SCORING,
+        ),
         ([f"BatchHandler._records ({ROOT}/stream/worker/handler.py:330)"], DECISIONS),
         ([f"BatchHandler._observe ({ROOT}/stream/worker/handler.py:340)"], METRICS),
     ],
