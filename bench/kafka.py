@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from fraud.settings import KafkaConnection
 from simulator.live import LiveTraffic
@@ -240,15 +240,31 @@ def offset_probe(connection: KafkaConnection) -> Consumer:
     return make_consumer(connection, f"bench-probe-{uuid.uuid4().hex[:8]}")
 
 
-def end_offsets(probe: Consumer, topic: str) -> Offsets:
-    metadata = probe.list_topics(topic, timeout=10).topics[topic]
-    offsets: Offsets = {}
-    for partition in metadata.partitions:
-        _low, high = probe.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=10, cached=False
-        )
-        offsets[partition] = int(high)
-    return offsets
+# A topic created a moment ago may have no leader yet: asked again, it soon does.
+_NOT_READY = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def end_offsets(probe: Consumer, topic: str, retry_s: float = 15.0) -> Offsets:
+    """Every partition's log-end offset (asked again while a new topic has no leader yet)."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            metadata = probe.list_topics(topic, timeout=10).topics[topic]
+            offsets: Offsets = {}
+            for partition in metadata.partitions:
+                _low, high = probe.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10, cached=False
+                )
+                offsets[partition] = int(high)
+            return offsets
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def records_between(start: Offsets, end: Offsets) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import kafka
 from bench.phase import Phase
-from bench.trials import decisions_so_far, read_saturation, wait_for_outputs
+from bench.trials import decisions_so_far, output_offsets, read_saturation, wait_for_outputs
 from fraud.errors import FraudScorerError
 
 SAMPLING_RATE_HZ = 200
@@ -30,14 +30,15 @@ def sampling_profile(phase: Phase, topics: kafka.BenchTopics) -> dict[str, Any]:
     context, options = phase.context, phase.options
     trial_topics = topics.with_outputs("p", context.run_id)
     context.topics.create(trial_topics.names())
-    recorder = None
+    start = output_offsets(phase, trial_topics)
     with phase.start_worker(trial_topics, "p") as worker:
         worker.wait_healthy()
-        before = decisions_so_far(phase, trial_topics)
+        before = decisions_so_far(phase, trial_topics)  # the window: from here to the stop
         recorder = SamplingRecorder(worker.pid, context.run_dir, SAMPLING_RATE_HZ)
         cpu_before = worker.cpu_seconds()
         with recorder:
-            outputs = wait_for_outputs(phase, trial_topics, options.events, worker.cpu_seconds)
+            read_cpu = worker.cpu_seconds
+            outputs = wait_for_outputs(phase, trial_topics, options.events, read_cpu, start)
         cpu_after = worker.cpu_seconds()
         decided = decisions_so_far(phase, trial_topics) - before
     result = read_saturation(phase, trial_topics, outputs, options.events, note="under py-spy")
@@ -64,10 +65,11 @@ def cprofile_trial(phase: Phase, topics: kafka.BenchTopics) -> dict[str, Any]:
     trial_topics = topics.with_outputs("c", context.run_id)
     context.topics.create(trial_topics.names())
     out = context.run_dir / "worker.prof"
+    start = output_offsets(phase, trial_topics)
     with phase.start_worker(trial_topics, "c", profile_out=out) as worker:
         worker.wait_healthy()
         out.with_name(out.name + ".start").touch()  # start-up (imports, model load) left out
-        outputs = wait_for_outputs(phase, trial_topics, events, worker.cpu_seconds)
+        outputs = wait_for_outputs(phase, trial_topics, events, worker.cpu_seconds, start)
         out.with_name(out.name + ".stop").touch()
         time.sleep(0.5)  # the marker is polled every 50 ms
         worker.stop()

@@ -127,12 +127,13 @@ def _run_steps(context: BenchContext, run: BenchRun, console: Console, scratch: 
             "Ceiling: Faust consume-only agent...",
             lambda: _baseline(run, ceilings.faust_consume_only(phase, topics)),
         )
+    start = trials.output_offsets(phase, topics)
     worker = phase.start_worker(topics, "s")
     try:
         with phase.step("worker_start", "Starting the worker..."):
             worker.wait_healthy()
         with phase.step("saturation", f"Saturation over {options.events:,} events..."):
-            run.saturation = trials.saturation(phase, worker, topics)
+            run.saturation = trials.saturation(phase, worker, topics, start)
     except BaseException:
         worker.stop()
         raise

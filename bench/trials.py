@@ -41,15 +41,28 @@ class Outputs:
     cpu: CpuReading | None
 
 
+def output_offsets(phase: Phase, topics: kafka.BenchTopics) -> dict[str, kafka.Offsets]:
+    """The end offsets of the decisions and dead-letter topics now."""
+    probe = kafka.offset_probe(phase.context.connection)
+    try:
+        return {t: kafka.end_offsets(probe, t) for t in (topics.decisions, topics.dead_letter)}
+    finally:
+        probe.close()
+
+
 def wait_for_outputs(
-    phase: Phase, topics: kafka.BenchTopics, expected: int, read_cpu: Callable[[], float | None]
+    phase: Phase,
+    topics: kafka.BenchTopics,
+    expected: int,
+    read_cpu: Callable[[], float | None],
+    start: dict[str, kafka.Offsets] | None = None,
 ) -> Outputs:
-    """Wait until `expected` outputs (decisions or dead letters) arrived, none arrived for a
-    minute, or --saturation-timeout passed after the first one."""
+    """Wait until `expected` outputs (decisions or dead letters) arrived after `start` (default:
+    now), none arrived for a minute, or --saturation-timeout passed after the first one."""
     options, connection = phase.options, phase.context.connection
+    start = output_offsets(phase, topics) if start is None else start
     probe = kafka.offset_probe(connection)
     try:
-        start = {t: kafka.end_offsets(probe, t) for t in (topics.decisions, topics.dead_letter)}
         meter = CpuMeter(read_cpu)
         first_output: list[float] = []
 
@@ -93,10 +106,16 @@ def read_saturation(
     )
 
 
-def saturation(phase: Phase, worker: WorkerProcess, topics: kafka.BenchTopics) -> SaturationResult:
-    """Every pre-loaded event's decision (or dead letter), then the decision instants."""
+def saturation(
+    phase: Phase,
+    worker: WorkerProcess,
+    topics: kafka.BenchTopics,
+    start: dict[str, kafka.Offsets] | None = None,
+) -> SaturationResult:
+    """Every pre-loaded event's decision (or dead letter), then the decision instants. `start`:
+    the output offsets read before the worker started (it decides before it reports healthy)."""
     events = phase.options.events
-    outputs = wait_for_outputs(phase, topics, events, worker.cpu_seconds)
+    outputs = wait_for_outputs(phase, topics, events, worker.cpu_seconds, start)
     return read_saturation(phase, topics, outputs, events)
 
 
@@ -114,12 +133,17 @@ def two_workers(phase: Phase) -> SaturationResult:
         kafka.wait_for_group(
             context.connection, group, topics.transactions, 2, phase.options.partitions, 120.0
         )
+        start = output_offsets(phase, topics)  # before sending: the workers decide at once
         sent_s = kafka.preload(phase.producer, topics.transactions, phase.preloaded)
-        outputs = wait_for_outputs(phase, topics, len(phase.preloaded), cpu_seconds_of(workers))
+        read_cpu = cpu_seconds_of(workers)
+        outputs = wait_for_outputs(phase, topics, len(phase.preloaded), read_cpu, start)
     finally:
         for worker in workers:
             worker.stop()
-    note = f"events sent again once the group was stable (sending took {sent_s:.2f} s)"
+    note = (
+        f"events sent again once the group was stable (sending took {sent_s:.2f} s); "
+        "CPU: both workers"
+    )
     behind = kafka.committed_lag(context.connection, group, topics.transactions)
     if behind:
         note += f"; after both stopped, {behind:,} events beyond the committed offsets"

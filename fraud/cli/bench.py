@@ -107,7 +107,7 @@ def bench(
         profile_top=profile_top,
     )
     # Piped output (make, CI logs) would otherwise be cut to 80 columns.
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     run = run_bench(settings, options, console)
     path = write_results(run, out)
     render(run.document(), console)
