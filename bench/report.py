@@ -170,7 +170,10 @@ def verdict_table(document: Mapping[str, Any]) -> Table:
     table.add_column("value", justify="right")
     table.add_column("", justify="left")
     for name, value in document["ratios"].items():
-        label = name.replace("worker_vs_", "worker saturation / ").replace("_", " ")
+        label = name.replace("worker_vs_", "worker saturation / ").replace("_per_cpu_s", "")
+        label = label.replace("_", " ") + (
+            ", per CPU-second" if name.endswith("_per_cpu_s") else ""
+        )
         table.add_row(label, "-" if value is None else f"{value:,.3g}x", _reading(value))
     for check in document["targets"]:
         ratio = check["name"].startswith("vs_")

@@ -312,14 +312,19 @@ def ratios(
     baselines: Mapping[str, BaselineResult],
     two_workers: SaturationResult | None = None,
 ) -> dict[str, float | None]:
-    """The worker's saturation rate over each baseline's rate (x times faster when > 1), and
-    two workers' over one's."""
+    """The worker's saturation rate over each baseline's rate (x times faster when > 1), the
+    same per CPU-second where both were metered (on a shared machine each gets what the others
+    leave, so the wall-clock ratio moves with the load and this one much less), and two
+    workers' rate over one's."""
     if saturation is None:
         return {}
-    found = {
-        f"worker_vs_{name}": _rounded(ratio(saturation.decisions_per_s, result.per_s))
-        for name, result in baselines.items()
-    }
+    found: dict[str, float | None] = {}
+    for name, result in baselines.items():
+        found[f"worker_vs_{name}"] = _rounded(ratio(saturation.decisions_per_s, result.per_s))
+        if result.cpu_s_per_1000 is not None and saturation.worker_cpu_s_per_1000 is not None:
+            found[f"worker_vs_{name}_per_cpu_s"] = _rounded(
+                ratio(result.cpu_s_per_1000, saturation.worker_cpu_s_per_1000)
+            )
     if two_workers is not None:
         found["two_workers_vs_one"] = _rounded(
             ratio(two_workers.decisions_per_s, saturation.decisions_per_s)

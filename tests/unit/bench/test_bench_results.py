@@ -184,7 +184,7 @@ def _baselines(faust_rate: float = 6_000.0) -> dict[str, BaselineResult]:
 
 def _document(p99_at_2000: float, p99_at_5000: float = 80.0) -> dict:
     instants = [0.0] * 100 + [1.0] * 12_000
-    cpu = CpuReading(1.0, 1.0, 0.1, 12_000)
+    cpu = CpuReading(1.0, 1.2, 0.1, 12_000)
     saturation = saturation_result(len(instants), instants, {}, cpu)
     two = saturation_result(len(instants), [0.0] * 100 + [0.5] * 12_000, {}, workers=2)
     fixed = [
@@ -219,12 +219,14 @@ def test_results_document_shape_ratios_and_targets():
     assert document["schema"] == RESULTS_SCHEMA
     assert set(document) >= {"machine", "versions", "settings", "worker", "baselines", "ratios"}
     assert document["worker"]["saturation"]["decisions_per_s"] == 12_000.0
-    assert document["worker"]["saturation"]["worker_cpu_s_per_1000"] == pytest.approx(0.0833, 1e-3)
+    assert document["worker"]["saturation"]["worker_cpu_s_per_1000"] == 0.1
     assert document["worker"]["two_workers"]["decisions_per_s"] == 24_000.0
     assert document["ratios"] == {
         "worker_vs_http_per_request": 40.0,
         "worker_vs_bare_kafka_loop": 0.12,
         "worker_vs_faust_consume_only": 2.0,
+        # 0.15 CPU-s per 1,000 events for the agent, 0.1 for the worker (1.2 CPU-s, 12,000).
+        "worker_vs_faust_consume_only_per_cpu_s": 1.5,
         "two_workers_vs_one": 2.0,
     }
     targets = {check["name"]: check for check in document["targets"]}
