@@ -14,7 +14,8 @@ root first (`thread (TID): NAME;func (file:line);... COUNT`). Two recordings of 
 Each sample is given one area by its innermost frame that belongs to an owner (`AREA_RULES`,
 first rule that matches a frame wins, frames walked from the leaf up): generic code (numpy,
 orjson, the standard library) has no owner, so its time goes to the project code that called
-it. A stack with no owner at all is `event loop (asyncio)` when asyncio is on it, else `other`.
+it. On the main thread the event loop's own time (polling, scheduling) is `event loop (asyncio)`
+whatever started the loop; a stack with no owner is that too when asyncio is on it, else `other`.
 `bench/sampling_recorder.py` runs py-spy; nothing here touches a process or a file.
 """
 
@@ -64,14 +65,21 @@ AREA_RULES: tuple[tuple[str, str, frozenset[str] | None], ...] = (
     (METRICS, "/stream/worker/metrics.py", None),
     (METRICS, "/site-packages/prometheus_client/", None),
     (HANDLER, "/stream/worker/handler.py", None),
+    (HANDLER, "/stream/worker/app.py", None),  # the hand-over: records -> the handler's messages
     (TRANSPORT, "/stream/worker/batches.py", None),
     (TRANSPORT, "/stream/worker/route.py", None),
-    (TRANSPORT, "/stream/worker/app.py", None),
     (TRANSPORT, "/site-packages/faust/", None),
     (TRANSPORT, "/site-packages/aiokafka/", None),
     (TRANSPORT, "/site-packages/mode/", None),
     (TRANSPORT, "/site-packages/kafka/", None),
     (TRANSPORT, "/site-packages/aiohttp/", None),
+)
+
+# The event loop's own frames: callbacks run below `Handle._run`, polling below `_run_once`.
+MAIN_THREAD = "MainThread"
+LOOP_FRAMES: tuple[tuple[str, frozenset[str] | None], ...] = (
+    ("/asyncio/base_events.py", frozenset({"BaseEventLoop._run_once"})),
+    ("/asyncio/events.py", frozenset({"Handle._run"})),
 )
 
 # Leaf frames of a thread that waits for something other than Redis (wall recording only).
@@ -160,14 +168,22 @@ def is_redis_read(stack: Stack) -> bool:
 
 
 def area_of(stack: Stack) -> str:
-    """The owner of a sample: its innermost frame matched by `AREA_RULES`."""
+    """The owner of a sample: its innermost frame matched by `AREA_RULES`. On the main thread,
+    reaching the event loop's own frames first makes it the loop's time (polling, scheduling):
+    what started the loop (Faust's worker) does not own what the loop does between callbacks."""
     for frame in reversed(stack.frames):
+        if stack.thread == MAIN_THREAD and _is_loop_frame(frame):
+            return EVENT_LOOP
         for area, fragment, functions in AREA_RULES:
             if _matches(frame, fragment, functions):
                 return area
     if any("/asyncio/" in frame.file for frame in stack.frames):
         return EVENT_LOOP
     return OTHER
+
+
+def _is_loop_frame(frame: Frame) -> bool:
+    return any(_matches(frame, fragment, functions) for fragment, functions in LOOP_FRAMES)
 
 
 def wall_area_of(stack: Stack) -> str:
@@ -258,7 +274,7 @@ def cpu_summary(
 
 
 def loop_wall_summary(
-    stacks: Sequence[Stack], rate_hz: float, decisions: int | None, thread: str = "MainThread"
+    stacks: Sequence[Stack], rate_hz: float, decisions: int | None, thread: str = MAIN_THREAD
 ) -> dict[str, Any]:
     """Where the event loop's thread spends its wall time: busy areas, Redis wait, idle."""
     by_area: Counter[str] = Counter()

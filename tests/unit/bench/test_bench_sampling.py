@@ -14,6 +14,7 @@ from bench.sampling import (
     EDGE,
     EVENT_LOOP,
     FEATURES,
+    HANDLER,
     IDLE,
     METRICS,
     OTHER,
@@ -152,6 +153,26 @@ def test_transport_producing_event_loop_and_other():
     assert area_of(_stack(*flush, thread="asyncio_0")) == PRODUCING
     assert area_of(_stack(*LOOP)) == EVENT_LOOP
     assert area_of(_stack(f"<module> ({ROOT}/fraud/cli/__main__.py:1)")) == OTHER
+    hand_over = [*DRAIN[:7], f"_records.<locals>.<listcomp> ({ROOT}/stream/worker/app.py:110)"]
+    assert area_of(_stack(*hand_over)) == HANDLER
+
+
+def test_the_main_loop_polling_is_the_event_loop_even_under_faust_frames():
+    started_by_faust = [
+        f"<module> ({ROOT}/fraud/cli/__main__.py:1)",
+        f"Worker.execute_from_commandline ({SITE}/mode/worker.py:250)",
+        f"BaseEventLoop.run_forever ({STDLIB}/asyncio/base_events.py:593)",
+        f"BaseEventLoop._run_once ({STDLIB}/asyncio/base_events.py:1845)",
+        f"EpollSelector.select ({STDLIB}/selectors.py:468)",
+    ]
+    assert area_of(_stack(*started_by_faust)) == EVENT_LOOP
+    # Faust's consumer thread runs a loop only for the transport: its polling is the transport's.
+    consumer_thread = [
+        f"Thread.run ({STDLIB}/threading.py:982)",
+        f"ConsumerThread.run ({SITE}/faust/transport/drivers/aiokafka.py:300)",
+        *started_by_faust[2:],
+    ]
+    assert area_of(_stack(*consumer_thread, thread="Thread-1")) == TRANSPORT
 
 
 def test_wall_samples_tell_redis_wait_and_idle_from_work():
