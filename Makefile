@@ -74,8 +74,8 @@ retrain: services ## Fold analyst labels and chargebacks back in: challenger, ga
 demo: setup ## Services, a champion (trained if none), worker + analysts + console + live traffic with a live view (RATE=500 DURATION=60 KEEP_CONSOLE=1)
 	$(call as,admin)$(FRAUD) demo --rate $${RATE:-500} --duration $${DURATION:-60} $${KEEP_CONSOLE:+--keep-console}
 
-bench: services ## End-to-end benchmark: worker throughput and latency vs. the lab's HTTP design and a bare Kafka loop
-	$(call as,admin)$(FRAUD) bench
+bench: services ## End-to-end benchmark: the worker (saturation, fixed rates, two workers, py-spy profile) beside its ceilings (BENCH_ARGS="--state-dir bench-results/state")
+	$(call as,admin)$(FRAUD) bench $${BENCH_ARGS:-}
 
 chaos: setup ## Faults under steady traffic on the clustered stack, every topic verified (RATE=150 FAULTS=full|short|a,b)
 	$(FRAUD) chaos --rate $${RATE:-150} --faults $${FAULTS:-full}

@@ -1,19 +1,21 @@
-"""The benchmark's two baselines, measured in the same run as the worker.
+"""Two of the benchmark's ceilings, measured in the same run as the worker (the third, the
+Faust consume-only agent, is bench/faust_agent.py).
 
-(a) The lab's design: a Flask endpoint scoring one transaction per request with the same
-    champion (parse JSON, features from an in-memory store or without history, a one-row
-    `predict_proba`, jsonify), served by gunicorn's threaded worker (one process, like one
-    stream worker; keep-alive, no access log) and driven at maximum rate by keep-alive
-    clients on loopback for a bounded count and time. Flask's own development server closes
-    every connection, so it cannot serve keep-alive requests.
-(b) The transport's ceiling: a bare confluent-kafka consume-and-produce loop that does no work,
-    over the same pre-loaded topic the worker reads.
+- The lab's design: a Flask endpoint scoring one transaction per request with the same
+  champion (parse JSON, features from an in-memory store or without history, a one-row
+  `predict_proba`, jsonify), served by gunicorn's threaded worker (one process, like one
+  stream worker; keep-alive, no access log) and driven at maximum rate by keep-alive clients
+  on loopback for a bounded count and time. Flask's own development server closes every
+  connection, so it cannot serve keep-alive requests.
+- The transport's ceiling: a bare confluent-kafka consume-and-produce loop that does no work,
+  over the same pre-loaded topic the worker reads.
 """
 
 from __future__ import annotations
 
 import http.client
 import itertools
+import os
 import subprocess
 import sys
 import threading
@@ -201,6 +203,12 @@ def drive_http(
 class BareLoopRun:
     count: int
     seconds: float
+    cpu_s: float  # this process (the loop and librdkafka's threads) over the same interval
+
+
+def _process_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def bare_consume_produce(
@@ -211,7 +219,7 @@ def bare_consume_produce(
     consumer = make_consumer(connection, f"bench-bare-{uuid.uuid4().hex[:8]}")
     producer = make_producer(connection, {"queue.buffering.max.messages": 1_000_000})
     consumer.subscribe([source])
-    count, began = 0, None
+    count, began, cpu_began = 0, None, 0.0
     deadline = time.monotonic() + timeout_s
     try:
         while count < expected and time.monotonic() < deadline:
@@ -219,7 +227,7 @@ def bare_consume_produce(
             if not batch:
                 continue
             if began is None:
-                began = time.perf_counter()
+                began, cpu_began = time.perf_counter(), _process_cpu_s()
             for message in batch:
                 if message.error() is not None:
                     continue
@@ -229,6 +237,7 @@ def bare_consume_produce(
             consumer.commit(asynchronous=True)
         flush(producer)
         seconds = time.perf_counter() - began if began is not None else 0.0
+        cpu_s = _process_cpu_s() - cpu_began if began is not None else 0.0
     finally:
         consumer.close()
-    return BareLoopRun(count, seconds)
+    return BareLoopRun(count, seconds, cpu_s)

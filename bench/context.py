@@ -54,7 +54,9 @@ class BenchOptions:
     http_seconds: float = 15.0
     http_clients: int = 2
     http_features: str = "memory"
-    profile: bool = False
+    two_workers: bool = True
+    profile: bool = True  # a worker sampled by py-spy
+    cprofile: bool = False  # a worker under cProfile (every thread)
     profile_top: int = 25
 
     def validate(self) -> None:
@@ -216,19 +218,24 @@ class BenchContext:
         self.topics.create(topics.names())
         return topics
 
+    def group_name(self, trial: str) -> str:
+        """The consumer group (and Redis prefix) of a trial's workers."""
+        return f"bench-{self.run_id}-{trial}"
+
     def worker_env(
         self, state_dir: Path, topics: BenchTopics, trial: str, port: int
     ) -> dict[str, str]:
         """A worker of its own: consumer group, Redis prefix, port, topics, MLflow store."""
-        prefix = f"bench-{self.run_id}-{trial}"
-        self.redis_prefixes.append(prefix)
+        prefix = self.group_name(trial)
+        if prefix not in self.redis_prefixes:
+            self.redis_prefixes.append(prefix)
         env = {
             **self.options.env,
             **topics.env(),
             "FRAUD_STATE_DIR": str(state_dir),
             "KAFKA_BOOTSTRAP_SERVERS": self.connection.bootstrap,
             "REDIS_URL": self.settings.redis_url,
-            "FRAUD_CONSUMER_GROUP": f"bench-{self.run_id}-{trial}",
+            "FRAUD_CONSUMER_GROUP": self.group_name(trial),
             "FRAUD_REDIS_PREFIX": prefix,
             "FRAUD_WEB_PORT": str(port),
         }

@@ -13,13 +13,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
+from bench.results import CpuReading
 from fraud.errors import FraudScorerError, ModelNotFoundError
 from fraud.settings import PROJECT_ROOT, Settings
 
@@ -131,8 +132,12 @@ def cpu_seconds_from_stat(stat: str, ticks_per_s: int = CLOCK_TICKS) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks_per_s
 
 
+WORKER_COMMAND = ("fraud.cli", "worker")
+
+
 class WorkerProcess:
-    """`fraud worker` as a child process; optionally under bench.profile."""
+    """`fraud worker` (or another module: `command`) as a child process; optionally under
+    bench.profile (cProfile)."""
 
     def __init__(
         self,
@@ -140,6 +145,7 @@ class WorkerProcess:
         port: int,
         log_path: Path,
         profile_out: Path | None = None,
+        command: Sequence[str] = WORKER_COMMAND,
     ) -> None:
         self.port = port
         self.log_path = log_path
@@ -150,7 +156,7 @@ class WorkerProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log_file:
             self.popen = subprocess.Popen(
-                [*launcher, "fraud.cli", "worker"],
+                [*launcher, *command],
                 cwd=PROJECT_ROOT,
                 env=child_env(env),
                 stdout=log_file,
@@ -167,6 +173,10 @@ class WorkerProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -230,13 +240,14 @@ class CpuSample:
     at: float  # monotonic seconds
     worker: float | None
     machine: float | None
+    outputs: int | None = None  # events finished when sampled, if known
 
 
 class CpuMeter:
     """The worker's CPU, and every other process's, between a first and a last sample.
 
-    On a shared machine the worker only gets what the others leave: both shares are reported
-    so that a low rate can be told apart from a starved worker.
+    On a shared machine the worker only gets what the others leave: both are reported so that
+    a low rate can be told apart from a starved worker.
     """
 
     def __init__(
@@ -250,8 +261,8 @@ class CpuMeter:
         self.last: CpuSample | None = None
         self._seen = -1
 
-    def mark(self) -> None:
-        sample = CpuSample(time.monotonic(), self._read_worker(), self._read_machine())
+    def mark(self, outputs: int | None = None) -> None:
+        sample = CpuSample(time.monotonic(), self._read_worker(), self._read_machine(), outputs)
         if self.first is None:
             self.first = sample
         self.last = sample
@@ -260,34 +271,35 @@ class CpuMeter:
         """Poll callback: samples only when the count of outputs moved (and is not 0), so the
         marks bracket the span in which the worker made progress."""
         if count != self._seen and count > 0:
-            self.mark()
+            self.mark(count)
         self._seen = count
 
-    def _delta(self, field: str) -> float | None:
-        if self.first is None or self.last is None:
+    def reading(self) -> CpuReading | None:
+        """CPU between the first and the last sample (None before two samples)."""
+        first, last = self.first, self.last
+        if first is None or last is None or last.at <= first.at:
             return None
-        before, after = getattr(self.first, field), getattr(self.last, field)
-        return None if before is None or after is None else after - before
+        worker = _delta(first.worker, last.worker)
+        machine = _delta(first.machine, last.machine)
+        others = None if worker is None or machine is None else max(0.0, machine - worker)
+        outputs = _delta(first.outputs, last.outputs)
+        return CpuReading(
+            wall_s=last.at - first.at,
+            worker_cpu_s=worker,
+            others_cpu_s=others,
+            outputs=None if outputs is None else int(outputs),
+        )
 
-    @property
-    def wall_s(self) -> float | None:
-        return self._delta("at")
 
-    @property
-    def worker_cpu_s(self) -> float | None:
-        value = self._delta("worker")
-        return None if value is None else round(value, 3)
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
-    @property
-    def worker_share(self) -> float | None:
-        """Worker CPU seconds per wall second (1.0 = one core busy all along)."""
-        wall, cpu = self.wall_s, self._delta("worker")
-        return None if not wall or cpu is None else round(cpu / wall, 3)
 
-    @property
-    def others_share(self) -> float | None:
-        """Cores kept busy by every other process (the benchmark's own included)."""
-        wall, cpu, machine = self.wall_s, self._delta("worker"), self._delta("machine")
-        if not wall or cpu is None or machine is None:
-            return None
-        return round(max(0.0, machine - cpu) / wall, 3)
+def cpu_seconds_of(processes: Sequence[WorkerProcess]) -> Callable[[], float | None]:
+    """A reader of the summed CPU seconds of several worker processes."""
+
+    def read() -> float | None:
+        values = [process.cpu_seconds() for process in processes]
+        return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+    return read

@@ -1,4 +1,4 @@
-"""`fraud bench`: the end-to-end benchmark of one scoring worker (see bench/run.py)."""
+"""`fraud bench`: the end-to-end benchmark of the scoring worker and its ceilings (see bench/run.py)."""
 
 from __future__ import annotations
 
@@ -40,23 +40,37 @@ def bench(
         "default: a private temporary one with a small champion trained for the run.",
     ),
     out: Path = typer.Option(PROJECT_ROOT / "bench-results", help="Folder of the results JSON."),
-    baselines: bool = typer.Option(True, help="Also measure the HTTP and bare-loop baselines."),
+    baselines: bool = typer.Option(
+        True,
+        help="Also measure the ceilings: bare Kafka loop, Faust consume-only agent, one HTTP "
+        "request per transaction.",
+    ),
     http_requests: int = typer.Option(20_000, help="Most requests of the HTTP baseline."),
     http_seconds: float = typer.Option(15.0, help="Most seconds of the HTTP baseline."),
     http_clients: int = typer.Option(2, help="Keep-alive client connections (= server threads)."),
     http_features: str = typer.Option(
         "memory", help="HTTP baseline features: memory (in-process history) or none."
     ),
+    two_workers: bool = typer.Option(
+        True, help="Also measure two workers in one group sharing the partitions."
+    ),
     profile: bool = typer.Option(
-        False, help="Also run a worker under cProfile (every thread) and show where time goes."
+        True,
+        help="Also sample a saturated worker with py-spy and show where its time goes by area "
+        "(raw stacks kept in bench-results/).",
+    ),
+    cprofile: bool = typer.Option(
+        False, help="Also run a worker under cProfile (every thread; counts calls, inflates them)."
     ),
     profile_top: int = typer.Option(25, help="Rows of the profile tables."),
 ) -> None:
-    """Measure one worker end to end on the running Kafka and Redis (needs `make services`).
+    """Measure the worker end to end on the running Kafka and Redis (needs `make services`).
 
-    Saturation decisions/s over pre-loaded events, latency p50/p95/p99 at fixed offered rates,
-    and in the same run two baselines: one-request-per-transaction HTTP scoring and a bare
-    Kafka consume/produce loop. Prints tables and writes bench-results/bench-<run>.json.
+    Saturation decisions/s over pre-loaded events with CPU-seconds per 1,000 decisions, latency
+    p50/p95/p99 at fixed offered rates, two workers in one group, a py-spy profile by area, and
+    in the same run the ceilings: a bare Kafka consume/produce loop, a Faust consume-only agent
+    and one-request-per-transaction HTTP scoring. Prints tables and writes
+    bench-results/bench-<run>.json.
     """
     import sys
 
@@ -87,11 +101,13 @@ def bench(
         http_seconds=http_seconds,
         http_clients=http_clients,
         http_features=http_features,
+        two_workers=two_workers,
         profile=profile,
+        cprofile=cprofile,
         profile_top=profile_top,
     )
     # Piped output (make, CI logs) would otherwise be cut to 80 columns.
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     run = run_bench(settings, options, console)
     path = write_results(run, out)
     render(run.document(), console)

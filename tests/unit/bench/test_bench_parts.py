@@ -13,7 +13,12 @@ import pytest
 from bench.context import BenchOptions, parse_env, parse_rates
 from bench.kafka import BenchTopics, records_between
 from bench.profile import _minus, area_of, summarize_profile, write_profile
-from bench.worker import CpuMeter, cpu_seconds_from_stat, machine_busy_seconds_from_stat
+from bench.worker import (
+    CpuMeter,
+    cpu_seconds_from_stat,
+    cpu_seconds_of,
+    machine_busy_seconds_from_stat,
+)
 from fraud.errors import ConfigError
 from fraud.settings import Settings
 
@@ -78,28 +83,40 @@ def test_machine_busy_seconds_leave_out_idle_and_iowait():
     assert machine_busy_seconds_from_stat(stat, ticks_per_s=100) == 1.6
 
 
-def test_cpu_meter_shares_between_first_and_last_progress():
+def test_cpu_meter_reads_cpu_and_outputs_between_first_and_last_progress():
     readings = iter([(10.0, 100.0), (11.0, 103.0), (12.0, 106.0)])
-    worker_cpu, machine = [], []
+    machine: list[float] = []
 
     def read_worker() -> float:
-        value = next(readings)
-        machine.append(value[1])
-        worker_cpu.append(value[0])
-        return value[0]
+        worker, busy = next(readings)
+        machine.append(busy)
+        return worker
 
     meter = CpuMeter(read_worker, lambda: machine[-1])
     meter.observe(0)  # no output yet: no sample
-    assert meter.first is None
+    assert meter.first is None and meter.reading() is None
     meter.observe(500)
     time.sleep(0.05)
     meter.observe(500)  # no progress: no sample
     meter.observe(1_000)
-    assert meter.worker_cpu_s == 1.0
-    wall = meter.wall_s
-    assert wall is not None and wall > 0
-    assert meter.worker_share == pytest.approx(1.0 / wall, rel=1e-2)
-    assert meter.others_share == pytest.approx(2.0 / wall, rel=1e-2)
+    reading = meter.reading()
+    assert reading is not None
+    assert (reading.worker_cpu_s, reading.others_cpu_s, reading.outputs) == (1.0, 2.0, 500)
+    assert reading.wall_s > 0
+    assert reading.worker_share == pytest.approx(1.0 / reading.wall_s, rel=1e-2)
+
+
+def test_cpu_of_several_workers_is_summed_and_unknown_when_one_is_gone():
+    class Process:
+        def __init__(self, value: float | None) -> None:
+            self.value = value
+
+        def cpu_seconds(self) -> float | None:
+            return self.value
+
+    both = [Process(1.5), Process(2.0)]
+    assert cpu_seconds_of(both)() == 3.5  # type: ignore[arg-type]
+    assert cpu_seconds_of([Process(1.5), Process(None)])() is None  # type: ignore[arg-type]
 
 
 def test_area_of_profile_entries():

@@ -1,4 +1,4 @@
-"""Benchmark arithmetic and the results document (bench/results.py, bench_report.py)."""
+"""Benchmark arithmetic and the results document (bench/results.py, bench/report.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from bench.report import render
 from bench.results import (
     RESULTS_SCHEMA,
     BaselineResult,
+    CpuReading,
+    consume_only_result,
     count_within,
     decision_span,
     fixed_rate_result,
     latency_summary,
     mean_batch,
+    per_1000,
     rate,
     ratio,
     ratios,
@@ -25,6 +28,10 @@ from bench.results import (
     shares,
     target_checks,
 )
+
+
+def _checks(checks: list) -> dict:
+    return {check.name: check for check in checks}
 
 
 def test_latency_percentiles_interpolate_between_ranks():
@@ -40,11 +47,22 @@ def test_latency_of_one_value_and_of_none():
     assert latency_summary([]) is None
 
 
-def test_rate_and_ratio_guard_against_zero():
+def test_rate_ratio_and_per_1000_guard_against_zero_and_missing():
     assert rate(1_000, 2.0) == 500.0
     assert rate(1_000, 0.0) == 0.0
     assert ratio(3_000.0, 1_500.0) == 2.0
     assert ratio(3_000.0, 0.0) is None
+    assert ratio(None, 1_500.0) is None
+    assert per_1000(2.5, 10_000) == 0.25
+    assert per_1000(2.5, 0) is None
+    assert per_1000(None, 10_000) is None
+
+
+def test_cpu_reading_shares_per_wall_second():
+    reading = CpuReading(wall_s=4.0, worker_cpu_s=3.0, others_cpu_s=2.0, outputs=8_000)
+    assert (reading.worker_share, reading.others_share) == (0.75, 0.5)
+    assert CpuReading(0.0, 3.0, None).worker_share is None
+    assert CpuReading(4.0, 3.0, None).others_share is None
 
 
 def test_span_counts_only_decisions_after_the_first_batch():
@@ -61,25 +79,30 @@ def test_count_within_includes_both_ends():
     assert count_within([0.9, 1.0, 1.5, 2.0, 2.1], 1.0, 2.0) == 3
 
 
-def test_fixed_rate_counts_decisions_inside_the_sending_window():
+def test_fixed_rate_counts_decisions_and_cpu_inside_the_sending_window():
     # 100 events sent over 10 s; 80 decided inside the window, 20 in the 3 s after it.
     decided = [100.0 + i * 0.125 for i in range(80)] + [110.5] * 10 + [113.0] * 10
-    result = fixed_rate_result(10.0, 100.0, 110.0, 100, decided, [20.0] * 100, 0.4, 1.2)
+    cpu = CpuReading(wall_s=10.0, worker_cpu_s=4.0, others_cpu_s=12.0)
+    result = fixed_rate_result(10.0, 100.0, 110.0, 100, decided, [20.0] * 100, cpu)
     assert result.decided_in_window == 80
     assert result.decisions_per_s == 8.0
     assert result.achieved_offered_rate == 10.0
     assert result.drain_s == 3.0
     assert result.complete
     assert result.latency_ms is not None and result.latency_ms.p99 == 20.0
+    assert (result.worker_cpu_share, result.others_cpu_share) == (0.4, 1.2)
+    assert result.worker_cpu_s_per_1000 == 50.0  # 4 CPU-s over 80 decisions
+    assert result.others_cpu_s_per_1000 == 150.0
 
 
 def test_a_rate_drained_late_is_complete_but_not_kept_up():
     # Every event decided, but 40 of 100 only after the window: the worker was too slow.
     decided = [100.0 + i * 0.1 for i in range(60)] + [115.0] * 40
-    result = fixed_rate_result(10.0, 100.0, 110.0, 100, decided, [1.0] * 100)
+    result = fixed_rate_result(2_000.0, 100.0, 110.0, 100, decided, [1.0] * 100)
     assert result.complete
     assert not result.kept_up
-    assert target_checks(None, [result])["p99_ms"]["met"] is None  # not the 2,000 tx/s rate
+    check = _checks(target_checks(None, [result]))["p99_at_2000"]
+    assert check.met is False and check.measured == 1.0 and check.note == "not kept up"
 
 
 def test_fixed_rate_is_incomplete_when_decisions_are_missing_but_dead_letters_count():
@@ -98,27 +121,76 @@ def test_shares_and_mean_batch_size():
     assert mean_batch(10, 0) is None
 
 
-def test_saturation_result_rates_per_wall_and_per_worker_cpu_second():
+def test_saturation_result_rates_per_wall_and_cpu_per_1000_over_the_metered_outputs():
     instants = [0.0] * 500 + [1.0] * 500 + [2.0] * 500
     tiers = {"approve": 1_200, "review": 300}
-    result = saturation_result(1_501, instants, {"card_number": 1}, 4.0, 1.0, 0.5, tiers, 3)
+    # 1,250 outputs between the CPU samples: 4 worker CPU-s, 2 CPU-s of everything else.
+    cpu = CpuReading(wall_s=2.0, worker_cpu_s=4.0, others_cpu_s=2.0, outputs=1_250)
+    result = saturation_result(1_501, instants, {"card_number": 1}, cpu, tiers, 3)
     assert result.decisions_per_s == 500.0  # 1,000 decided after the first batch, over 2 s
-    assert result.decisions_per_worker_cpu_s == 250.0
+    assert result.decisions_per_worker_cpu_s == 312.5
+    assert result.worker_cpu_s_per_1000 == 3.2
+    assert result.others_cpu_s_per_1000 == 1.6
+    assert (result.worker_cpu_share, result.others_cpu_share) == (2.0, 1.0)
     assert result.dead_lettered == 1
     assert result.decision_shares == {"approve": 0.8, "review": 0.2}
     assert result.mean_batch_size == 500.0
-    assert result.complete
-    assert not saturation_result(2_000, instants, {}, None, None, None).complete
+    assert result.complete and result.workers == 1
+    assert not saturation_result(2_000, instants, {}).complete
 
 
-def _document(p99_at_2000: float, saturation_rate_scale: int = 1) -> dict:
-    instants = [0.0] * 100 + [1.0] * (12_000 * saturation_rate_scale)
-    saturation = saturation_result(len(instants), instants, {}, 1.0, 1.0, 0.1)
-    fixed = [fixed_rate_result(2_000.0, 0.0, 1.0, 2_000, [0.5] * 2_000, [p99_at_2000] * 2_000)]
-    baselines = {
+def test_saturation_cpu_per_1000_falls_back_to_the_decisions_after_the_first_batch():
+    instants = [0.0] * 500 + [1.0] * 500 + [2.0] * 500
+    result = saturation_result(1_500, instants, {}, CpuReading(2.0, 4.0, None), workers=2)
+    assert result.worker_cpu_s_per_1000 == 4.0  # 4 CPU-s over the 1,000 counted decisions
+    assert result.others_cpu_s_per_1000 is None
+    assert result.workers == 2
+
+
+def test_consume_only_agent_is_counted_as_the_worker_from_its_first_batch():
+    meter = {
+        "expect": 10_000,
+        "events": 10_000,
+        "batches": 20,
+        "first_batch_events": 500,
+        "first_batch_at": 100.0,
+        "last_batch_at": 102.0,
+        "cpu_s_at_first": 5.0,
+        "cpu_s_at_last": 6.9,
+        "complete": True,
+    }
+    result = consume_only_result(meter, "agent")
+    assert (result.name, result.count, result.seconds) == ("faust_consume_only", 9_500, 2.0)
+    assert result.per_s == 4_750.0
+    assert result.cpu_s_per_1000 == 0.2
+    assert result.details == {"events": 10_000, "batches": 20, "complete": True}
+    nothing = consume_only_result({}, "agent")
+    assert (nothing.per_s, nothing.cpu_s_per_1000, nothing.details["complete"]) == (
+        0.0,
+        None,
+        False,
+    )
+
+
+def _baselines(faust_rate: float = 6_000.0) -> dict[str, BaselineResult]:
+    return {
         "http_per_request": BaselineResult("http_per_request", "one per request", 600, 2.0, 300.0),
         "bare_kafka_loop": BaselineResult("bare_kafka_loop", "no work", 100_000, 1.0, 100_000.0),
+        "faust_consume_only": BaselineResult(
+            "faust_consume_only", "agent", 60_000, 10.0, faust_rate, cpu_s_per_1000=0.15
+        ),
     }
+
+
+def _document(p99_at_2000: float, p99_at_5000: float = 80.0) -> dict:
+    instants = [0.0] * 100 + [1.0] * 12_000
+    cpu = CpuReading(1.0, 1.2, 0.1, 12_000)
+    saturation = saturation_result(len(instants), instants, {}, cpu)
+    two = saturation_result(len(instants), [0.0] * 100 + [0.5] * 12_000, {}, workers=2)
+    fixed = [
+        fixed_rate_result(2_000.0, 0.0, 1.0, 2_000, [0.5] * 2_000, [p99_at_2000] * 2_000),
+        fixed_rate_result(5_000.0, 0.0, 1.0, 5_000, [0.5] * 5_000, [p99_at_5000] * 5_000),
+    ]
     return results_document(
         run_id="r1",
         started_at="2026-01-01T00:00:00Z",
@@ -127,7 +199,7 @@ def _document(p99_at_2000: float, saturation_rate_scale: int = 1) -> dict:
         versions={"python": "3.11"},
         settings={
             "events": len(instants),
-            "rates": [2_000.0],
+            "rates": [2_000.0, 5_000.0],
             "duration_s": 1.0,
             "warmup_s": 0.0,
             "partitions": 4,
@@ -137,7 +209,8 @@ def _document(p99_at_2000: float, saturation_rate_scale: int = 1) -> dict:
         },
         saturation=saturation,
         fixed=fixed,
-        baselines=baselines,
+        baselines=_baselines(),
+        two_workers=two,
     )
 
 
@@ -146,52 +219,77 @@ def test_results_document_shape_ratios_and_targets():
     assert document["schema"] == RESULTS_SCHEMA
     assert set(document) >= {"machine", "versions", "settings", "worker", "baselines", "ratios"}
     assert document["worker"]["saturation"]["decisions_per_s"] == 12_000.0
+    assert document["worker"]["saturation"]["worker_cpu_s_per_1000"] == 0.1
+    assert document["worker"]["two_workers"]["decisions_per_s"] == 24_000.0
     assert document["ratios"] == {
         "worker_vs_http_per_request": 40.0,
         "worker_vs_bare_kafka_loop": 0.12,
+        "worker_vs_faust_consume_only": 2.0,
+        # 0.15 CPU-s per 1,000 events for the agent, 0.1 for the worker (1.2 CPU-s, 12,000).
+        "worker_vs_faust_consume_only_per_cpu_s": 1.5,
+        "two_workers_vs_one": 2.0,
     }
-    assert document["targets"]["decisions_per_s"]["met"] is True
-    assert document["targets"]["p99_ms"] == {
-        "target": 100.0,
-        "at_offered_rate": 2_000.0,
-        "measured": 40.0,
-        "met": True,
-    }
+    targets = {check["name"]: check for check in document["targets"]}
+    assert list(targets) == [
+        "decisions_per_s",
+        "vs_faust_consume_only",
+        "vs_http_per_request",
+        "p99_at_2000",
+        "p99_at_5000",
+    ]
+    assert all(check["met"] for check in targets.values())
+    assert targets["p99_at_2000"]["target"] == 50.0 and targets["p99_at_5000"]["target"] == 100.0
+    assert targets["vs_http_per_request"]["measured"] == 40.0
     # Plain types only: it is written as JSON as is.
     assert orjson.loads(orjson.dumps(document)) == document
 
 
-def test_targets_missed_and_unmeasured():
-    assert _document(p99_at_2000=150.0)["targets"]["p99_ms"]["met"] is False
-    unmeasured = target_checks(None, [])
-    assert unmeasured["decisions_per_s"]["met"] is None
-    assert unmeasured["p99_ms"]["met"] is None
+def test_targets_missed_by_latency_and_by_ratios():
+    targets = {check["name"]: check for check in _document(60.0, 120.0)["targets"]}
+    assert targets["p99_at_2000"]["met"] is False  # 60 ms is under 100 but not under 50
+    assert targets["p99_at_5000"]["met"] is False
+    instants = [0.0] * 100 + [1.0] * 5_000
+    slow = saturation_result(len(instants), instants, {})
+    checks = _checks(target_checks(slow, [], _baselines(faust_rate=6_000.0)))
+    assert checks["decisions_per_s"].met is False
+    assert checks["vs_faust_consume_only"].measured == pytest.approx(0.833, abs=1e-3)
+    assert checks["vs_faust_consume_only"].met is False
+    assert checks["vs_http_per_request"].met is False  # 16.7x < 20x
+
+
+def test_targets_unmeasured_without_results():
+    unmeasured = _checks(target_checks(None, []))
+    assert all(check.met is None and check.measured is None for check in unmeasured.values())
     assert ratios(None, {}) == {}
-
-
-def test_a_rate_not_kept_up_with_misses_the_latency_target():
-    lagging = fixed_rate_result(2_000.0, 0.0, 1.0, 2_000, [0.5] * 1_000, [10.0] * 1_000)
-    assert target_checks(None, [lagging])["p99_ms"]["met"] is False
 
 
 def test_a_skipped_target_rate_misses_the_latency_target_and_is_shown():
     lagging = fixed_rate_result(1_000.0, 0.0, 1.0, 1_000, [0.5] * 10, [10.0] * 10)
-    checks = target_checks(None, [lagging], skipped_rates=[2_000.0, 5_000.0])
-    assert checks["p99_ms"]["met"] is False
-    assert checks["p99_ms"]["measured"] is None
+    checks = _checks(target_checks(None, [lagging], skipped_rates=[2_000.0, 5_000.0]))
+    assert checks["p99_at_2000"].met is False
+    assert checks["p99_at_2000"].measured is None
+    assert "skipped" in checks["p99_at_5000"].note
     document = _document(p99_at_2000=40.0)
-    document["worker"]["skipped_rates"] = [5_000.0]
+    document["worker"]["skipped_rates"] = [10_000.0]
     out = io.StringIO()
     render(document, Console(file=out, width=250))
-    assert "worker, 5,000 tx/s" in out.getvalue()
+    assert "worker, 10,000 tx/s" in out.getvalue()
     assert "skipped: a lower rate was already not kept up" in out.getvalue()
 
 
 @pytest.mark.parametrize("p99", [40.0, 150.0])
 def test_report_renders_every_row(p99: float):
     out = io.StringIO()
-    render(_document(p99_at_2000=p99), Console(file=out, width=200))
+    render(_document(p99_at_2000=p99), Console(file=out, width=250))
     text = out.getvalue()
-    for expected in ("worker, saturation", "worker, 2,000 tx/s", "http_per_request", "targets"):
+    for expected in (
+        "worker, saturation",
+        "2 workers, saturation",
+        "worker, 2,000 tx/s",
+        "ceiling: http_per_request",
+        "ceiling: faust_consume_only",
+        "targets",
+        "two workers vs one",
+    ):
         assert expected in text
-    assert ("missed" in text) == (p99 > 100)
+    assert ("missed" in text) == (p99 >= 50)
