@@ -40,7 +40,8 @@ from stream.features.definition import (
 from stream.features.encoding import FloatArray, IntArray, columns_from_events, timestamp_us
 
 # v2: transaction records hold the after-delay terminal features (9 terminal columns, not 6).
-STATE_VERSION = 2  # bump when the layout of stored state changes; old keys then expire unused
+# v3: card events keep their channel and merchant category group; records hold the habit features.
+STATE_VERSION = 3  # bump when the layout of stored state changes; old keys then expire unused
 # The delay training assumes when nothing else is said: Settings' default, one source of truth.
 DEFAULT_LABEL_DELAY = timedelta(days=Settings.model_fields["label_delay_days"].default)
 _ONE_US = timedelta(microseconds=1)
