@@ -1,6 +1,7 @@
 """What makes a model accountable: every run tracked in MLflow with its data, code and
 environment, versions registered and tagged, promotion only through gates, a model card."""
 
+from training.governance.card_sections import trial_cells
 from training.governance.model_card import render
 from training.governance.promotion import Gate, PromotionDecision, check_gates, promote
 from training.governance.registry import ensure_experiment, set_version_tags
@@ -25,4 +26,5 @@ __all__ = [
     "read_test_window",
     "render",
     "set_version_tags",
+    "trial_cells",
 ]
