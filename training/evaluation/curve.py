@@ -2,9 +2,11 @@
 
 For each candidate alert rate r, the review threshold is the one a budget of r would give on the
 validation scores (the highest score flagging at most r of the validation transactions, as the
-thresholds rule does for the cap); the curve then reads what that threshold achieved on the
-validation and on the test period, overall and per fraud scenario. The thresholds come from
-validation only, so the test columns are an honest forecast of choosing that budget.
+thresholds rule does for the cap), carried to the final model as the thresholds are: raised when
+that model would alert on more than r of the recent days before the test (training.model.
+thresholds.cap_on_recent). The curve then reads what each threshold achieved on the test period,
+overall and per fraud scenario. Nothing here looks at test labels to set a threshold, so the
+test columns are an honest forecast of choosing that budget.
 """
 
 from __future__ import annotations
@@ -45,9 +47,13 @@ def alert_rate_curve(
     test_scores: npt.ArrayLike,
     test: pd.DataFrame,
     rates: Sequence[float] = DEFAULT_ALERT_RATES,
+    recent_scores: npt.ArrayLike | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per alert rate: its threshold, validation recall, test alert rate and recall,
-    and test recall per fraud scenario (when `test` has `fraud_scenario`)."""
+    """One row per alert rate: its threshold, validation recall (of the validation threshold),
+    test alert rate and recall, and test recall per fraud scenario (when `test` has
+    `fraud_scenario`). `recent_scores`: the final model's scores of the days before the test,
+    when its thresholds are carried from other models' validation scores."""
+    recent = np.asarray(recent_scores if recent_scores is not None else [], dtype=float)
     val_scores = np.asarray(validation_scores, dtype=float)
     val_labels = np.asarray(validation_labels, dtype=np.int64)
     scores = np.asarray(test_scores, dtype=float)
@@ -60,13 +66,16 @@ def alert_rate_curve(
     names = sorted({name for name in scenarios[labels == 1] if name})
     rows = []
     for rate in rates:
-        threshold = threshold_for_alert_rate(val_scores, rate)
+        chosen = threshold_for_alert_rate(val_scores, rate)
+        threshold = chosen
+        if recent.size and (recent >= chosen).mean() > rate:
+            threshold = max(chosen, threshold_for_alert_rate(recent, rate))
         flagged = scores >= threshold
         rows.append(
             {
                 "alert_rate_budget": rate,
                 "review_threshold": threshold,
-                "validation_recall": _recall(val_labels, val_scores >= threshold),
+                "validation_recall": _recall(val_labels, val_scores >= chosen),
                 "test_alert_rate": float(flagged.mean()) if flagged.size else None,
                 "test_recall": _recall(labels, flagged),
                 "test_recall_by_scenario": {

@@ -219,8 +219,10 @@ def curve_section(summary: dict[str, Any]) -> list[str]:
         "### Recall by alert budget",
         "",
         "If the alert-rate cap moved: the review threshold each budget gives on the validation "
-        "scores, and what that threshold achieved on the test period (recall of review + "
-        "decline, overall and per scenario).",
+        "scores (validation recall), carried to this model as the thresholds are (raised when "
+        "it would alert on more than the budget of the days before the test), and what that "
+        "threshold achieved on the test period (recall of review + decline, overall and per "
+        "scenario).",
         "",
         *table(
             [

@@ -216,7 +216,11 @@ def _refit(
     )
     validation = result.search.validation
     windows["validation"] = validation
-    scores = {"validation": result.search.best.scores, "test": result.test_scores}
+    scores = {
+        "validation": result.search.best.scores,
+        "test": result.test_scores,
+        "recent": result.recent_scores,
+    }
     evaluation = {
         name: evaluate_labelled(windows[name], scores[name], result.choice.thresholds)
         for name in ("validation", "test")
@@ -447,6 +451,7 @@ def _train_on_windows(
             windows["validation"]["is_fraud"],
             default.scores["test"][labelled],
             test.loc[labelled],
+            recent_scores=default.scores.get("recent"),
         ),
         previous_design=previous,
         previous_split=previous_split,

@@ -88,6 +88,7 @@ class RefitResult:
     model: Any
     params: dict[str, Any]
     test_scores: npt.NDArray[np.float64]
+    recent_scores: npt.NDArray[np.float64]  # of the days between training and test
     fit_seconds: float  # the refit alone
     carry_over: dict[str, Any] | None
 
@@ -122,6 +123,7 @@ def refit_out_of_time(
         model=model,
         params=search.best.params,
         test_scores=fitter.scores(model, test),
+        recent_scores=recent_scores,
         fit_seconds=fit_seconds,
         carry_over=carry_over_check(search, targets),
     )

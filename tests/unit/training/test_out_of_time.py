@@ -163,3 +163,18 @@ def test_the_curve_reads_on_the_test_what_validation_thresholds_buy() -> None:
     assert row["test_alert_rate"] == pytest.approx(2 / 10)
     assert row["test_recall"] == pytest.approx(2 / 3)
     assert row["test_recall_by_scenario"] == {"a": 1.0, "b": 0.5}
+
+
+def test_the_curve_carries_each_budget_to_the_final_model_as_the_thresholds_are() -> None:
+    validation = np.linspace(0.0, 0.99, 100)
+    validation_labels = (validation >= 0.95).astype(int)
+    test = pd.DataFrame({"is_fraud": [1, 0, 0, 0]})
+    test_scores = np.array([0.99, 0.985, 0.97, 0.0])
+    # The final model scores its recent days higher: 0.98 would alert on 4 of 100 of them.
+    recent = np.concatenate([[0.999, 0.995, 0.99, 0.985], np.zeros(96)])
+    (row,) = alert_rate_curve(
+        validation, validation_labels, test_scores, test, rates=[0.02], recent_scores=recent
+    )
+    assert row["review_threshold"] == 0.995  # 2 of its 100 recent scores
+    assert row["validation_recall"] == pytest.approx(2 / 5)  # of the validation threshold
+    assert row["test_alert_rate"] == 0.0 and row["test_recall"] == 0.0
