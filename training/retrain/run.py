@@ -83,7 +83,7 @@ class RetrainOptions:
     feedback_label_delay: timedelta | None = None  # default: settings.label_delay_days
     history_label_delay_days: int | None = None  # default: settings.label_delay_days
     test_days: int = 10
-    validation_days: int = 8
+    validation_days: int = 15
     warmup_days: int = 7
     recent_share: float = 0.3
     minimums: Minimums = field(default_factory=Minimums)
