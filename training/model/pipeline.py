@@ -395,6 +395,12 @@ def _train_on_windows(
         else:
             outcomes[kind] = _holdout(fitters[kind], config.params(kind), windows, config.targets)
     default, baseline = outcomes[DEFAULT_KIND], outcomes.get(BASELINE_KIND)
+    inputs = tuple(default.model.feature_names_in_)
+    if inputs != spec.names:  # a feature the final model had nothing to learn from
+        dropped += [name for name in spec.names if name not in inputs]
+        spec = FeatureSpec(
+            inputs, tuple(n for n in spec.categorical if n in inputs), spec.protected
+        )
     previous = previous_split = None
     if config.previous_design and split.refit:
         try:

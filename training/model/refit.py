@@ -57,13 +57,15 @@ class Fitter:
     genuine_share: float
 
     def fit(self, frame: pd.DataFrame, params: dict[str, Any]) -> Any:
+        """A model of the features the rows have (see `learnable`); it knows its inputs
+        (`feature_names_in_`), which `scores` reads."""
         keep, weights = genuine_sample(
             frame["transaction_id"], frame["is_fraud"], self.genuine_share, self.seed
         )
         rows = frame.loc[keep]
         return fit_model(
             self.kind,
-            rows[list(self.spec.names)],
+            rows[self.learnable(rows)],
             rows["is_fraud"],
             self.spec.categorical,
             self.seed,
@@ -73,8 +75,14 @@ class Fitter:
             sample_weight=None if self.genuine_share == 1.0 else weights,
         )
 
+    def learnable(self, rows: pd.DataFrame) -> list[str]:
+        """The inputs with a value in at least one of the rows a fit learns from: a feature
+        missing on all of them (a young card's typical day in a short first fold) teaches
+        nothing, and scikit-learn's binning cannot take it."""
+        return [name for name in self.spec.names if rows[name].notna().any()]
+
     def scores(self, model: Any, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
-        return fraud_scores(model, frame[list(self.spec.names)])
+        return fraud_scores(model, frame[list(model.feature_names_in_)])
 
     def score_fold(self, params: dict[str, Any], part: FoldFrames) -> FoldScores:
         model = self.fit(part.train, params)

@@ -178,3 +178,29 @@ def test_the_curve_carries_each_budget_to_the_final_model_as_the_thresholds_are(
     assert row["review_threshold"] == 0.995  # 2 of its 100 recent scores
     assert row["validation_recall"] == pytest.approx(2 / 5)  # of the validation threshold
     assert row["test_alert_rate"] == 0.0 and row["test_recall"] == 0.0
+
+
+def test_a_fit_leaves_out_inputs_missing_on_all_its_rows() -> None:
+    from training.data import FeatureSpec
+    from training.model import Fitter
+
+    rng = np.random.default_rng(3)
+    n = 4_000
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"tx{i}" for i in range(n)],
+            "is_fraud": (rng.random(n) < 0.05).astype(int),
+            "signal": rng.normal(size=n),
+            "constant": 1.0,
+            "missing": np.nan,  # e.g. a young card's typical day
+        }
+    )
+    frame["signal"] += 2 * frame["is_fraud"]
+    spec = FeatureSpec(("signal", "constant", "missing"), (), ())
+    params = {"max_iter": 20, "early_stopping": False}
+    for share in (0.25, 1.0):
+        fitter = Fitter("hist_gradient_boosting", spec, seed=1, genuine_share=share)
+        model = fitter.fit(frame, params)
+        assert list(model.feature_names_in_) == ["signal", "constant"]
+        scores = fitter.scores(model, frame)
+        assert scores[frame["is_fraud"] == 1].mean() > scores[frame["is_fraud"] == 0].mean()
