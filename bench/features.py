@@ -9,7 +9,10 @@ batches (default 500), the latter against the running Redis under a unique key p
 deleted afterwards. All three use the same --label-delay-days (default: the settings' default).
 The kernels are compiled (or loaded from numba's cache) first, and timed.
 Prints transactions per second (wall clock) and this process's CPU seconds for each path, with
-the machine's load average: on a shared machine the wall-clock rates move with it.
+the machine's load average: on a shared machine the wall-clock rates move with it; then the
+Redis state the events left per card (bytes of the packed events, and Redis's MEMORY USAGE of
+the key). A card keeps its last 30 days (at most MAX_CARD_HISTORY events), so measure on at
+least a month of history (e.g. --redis-rows 350000 of the default history) for steady state.
 """
 
 from __future__ import annotations
@@ -104,6 +107,38 @@ def _missing(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class CardStateBytes:
+    cards: int
+    payload_mean: float  # packed CARD_EVENT_DTYPE rows
+    memory_mean: float  # Redis MEMORY USAGE: payload + key + Redis's own overhead
+    memory_p99: float
+    memory_max: int
+
+
+def card_state_bytes(client: Any, key_prefix: str) -> CardStateBytes:
+    """Bytes per card key under `key_prefix` (a RedisFeatureStore's), one pipelined pass."""
+    # Card keys sit in hash-tagged shards: {key_prefix}{c<shard>}:card:<card>.
+    scan: dict[str, Any] = {"target_nodes": "all"} if hasattr(client, "get_nodes") else {}
+    keys = list(client.scan_iter(match=f"{key_prefix}*card:*", count=1000, **scan))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.strlen(key)
+        pipe.memory_usage(key, samples=0)
+    replies = pipe.execute() if keys else []
+    payload = np.array(replies[0::2], dtype=float)
+    memory = np.array(replies[1::2], dtype=float)
+    if not keys:
+        return CardStateBytes(0, float("nan"), float("nan"), float("nan"), 0)
+    return CardStateBytes(
+        cards=len(keys),
+        payload_mean=float(payload.mean()),
+        memory_mean=float(memory.mean()),
+        memory_p99=float(np.percentile(memory, 99)),
+        memory_max=int(memory.max()),
+    )
+
+
+@dataclass(frozen=True)
 class Measurement:
     path: str
     rows: int
@@ -174,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     try:
-        measurements = run_benchmarks(args)
+        measurements, state = run_benchmarks(args)
     except (ConfigError, ValidationError) as exc:
         console.print(f"[red]bench_replay: {exc}[/red]")
         return 2
@@ -191,10 +226,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall, cpu = f"{m.wall_seconds:.2f}", f"{m.cpu_seconds:.2f}"
         table.add_row(m.path, rows, wall, rates[0], cpu, rates[1])
     console.print(table)
+    if state is not None:
+        console.print(
+            f"Redis state per card ({state.cards:,} cards): {state.payload_mean:,.0f} bytes of "
+            f"events on average; MEMORY USAGE mean {state.memory_mean:,.0f}, p99 "
+            f"{state.memory_p99:,.0f}, max {state.memory_max:,} bytes"
+        )
     return 0
 
 
-def run_benchmarks(args: argparse.Namespace) -> list[Measurement]:
+def run_benchmarks(args: argparse.Namespace) -> tuple[list[Measurement], CardStateBytes | None]:
     from stream.features import InMemoryFeatureStore, RedisFeatureStore
 
     if not args.label_delay_days >= 0:
@@ -214,7 +255,7 @@ def run_benchmarks(args: argparse.Namespace) -> list[Measurement]:
     memory_store = InMemoryFeatureStore(label_delay=delay)
     results.append(bench_store("InMemoryFeatureStore", events, memory_store, args.batch_size))
     if args.skip_redis:
-        return results
+        return results, None
     import redis
 
     from fraud.secrets import mask_url
@@ -225,11 +266,11 @@ def run_benchmarks(args: argparse.Namespace) -> list[Measurement]:
     if args.redis_url:
         settings = settings.model_copy(update={"redis_url": args.redis_url})
     url = mask_url(settings.redis_url)
-    store = RedisFeatureStore(
-        connect_redis(settings), prefix=f"bench-{uuid.uuid4().hex[:8]}", label_delay=delay
-    )
+    client = connect_redis(settings)
+    store = RedisFeatureStore(client, prefix=f"bench-{uuid.uuid4().hex[:8]}", label_delay=delay)
     try:
         results.append(bench_store("RedisFeatureStore", events, store, args.batch_size))
+        state = card_state_bytes(client, store.key_prefix)
     except redis.RedisError as exc:
         raise ConfigError(f"Redis at {url}: {exc}; start it with `make services`") from exc
     finally:
@@ -237,7 +278,7 @@ def run_benchmarks(args: argparse.Namespace) -> list[Measurement]:
             store.clear()
         except redis.RedisError:
             pass
-    return results
+    return results, state
 
 
 if __name__ == "__main__":

@@ -107,6 +107,11 @@ def train(
     split: TimeSplit | None = None,
     with_baseline: bool = True,
     threads: int = 1,
+    search_trials: int = 1,
+    genuine_share: float = 1.0,
+    previous_design: bool = False,
+    jobs: int = 1,
+    test_needs_fraud: bool = True,
 ) -> TrainingOutcome:
     split = split or default_split(labelled["timestamp"], label_delay)
     config = TrainConfig(
@@ -115,6 +120,11 @@ def train(
         fairness_gate=fairness_gate or FairnessGate(),
         with_baseline=with_baseline,
         threads=threads,
+        search_trials=search_trials,
+        genuine_share=genuine_share,
+        previous_design=previous_design,
+        jobs=jobs,
+        test_needs_fraud=test_needs_fraud,
     )
     return train_on_split(labelled, split, spec, config, groups)
 
@@ -136,9 +146,10 @@ def backtest_window_split(
     test_from: str,
     test_to: str,
     label_delay: timedelta,
+    folds: int = 3,
 ) -> TimeSplit:
     """Inclusive day options -> half-open windows; the test must start a label delay after
-    training ends."""
+    training ends. With `folds`, the model learns from the whole training window (refit)."""
     start, train_end = (
         parse_day(train_from, "--train-from"),
         parse_day(train_to, "--train-to") + DAY,
@@ -167,7 +178,7 @@ def backtest_window_split(
             field="test_from",
             rule="gap",
         )
-    return backtest_split(start, train_end, test_start, test_end, label_delay)
+    return backtest_split(start, train_end, test_start, test_end, label_delay, folds=folds)
 
 
 def backtest_scores(outcome: TrainingOutcome) -> pd.DataFrame:

@@ -44,6 +44,31 @@ FAIRNESS_BAND = typer.Option(
 FAIRNESS_MIN_EVENTS = typer.Option(
     None, min=1.0, help="Fairness gate: expected events a group needs to be judged (default 100)."
 )
+FOLDS = typer.Option(
+    3,
+    min=0,
+    help="Rolling-origin folds that choose hyper-parameters and thresholds out of time before "
+    "the model is refit on every labelled day; 0 = the holdout design (no refit).",
+)
+SEARCH_TRIALS = typer.Option(
+    6,
+    min=1,
+    help="Hyper-parameter settings tried on the folds (the defaults, then random ones); 1 = "
+    "the defaults only.",
+)
+GENUINE_SHARE = typer.Option(
+    0.25,
+    min=0.01,
+    max=1.0,
+    help="Share of the genuine transactions each fit learns from, weighted to stand for the "
+    "rest (every fraud is kept); 1 = every row.",
+)
+JOBS = typer.Option(
+    1,
+    min=1,
+    help="Fits of the search run side by side on this many threads (same results; 2 on an "
+    "otherwise idle two-core machine).",
+)
 THREADS = typer.Option(
     1, min=1, help="Native threads for fitting and scoring (1 is fastest on a shared machine)."
 )

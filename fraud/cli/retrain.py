@@ -153,7 +153,9 @@ def retrain_command(
     test_days: int = typer.Option(
         10, min=1, help="History test days, if not the champion's split."
     ),
-    validation_days: int = typer.Option(8, min=1, help="History validation days, likewise."),
+    validation_days: int = typer.Option(
+        15, min=1, help="History validation days (shared by the folds), likewise."
+    ),
     warmup_days: int = typer.Option(7, min=0, help="History warm-up days, likewise."),
     recent_share: float = typer.Option(
         0.3,

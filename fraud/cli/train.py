@@ -6,7 +6,6 @@ Heavy imports happen inside the commands so that `fraud --help` stays instant.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,12 @@ from fraud.cli.options import (
     DECLINE_CONFIDENCE,
     FAIRNESS_BAND,
     FAIRNESS_MIN_EVENTS,
+    FOLDS,
+    GENUINE_SHARE,
+    JOBS,
     LABEL_DELAY_DAYS,
     MAX_ALERT_RATE,
+    SEARCH_TRIALS,
     THREADS,
     day_progress,
     decline_confidence,
@@ -29,59 +32,16 @@ from fraud.cli.options import (
     stderr_console,
     step,
 )
+from fraud.cli.training_report import (
+    carry_over_line,
+    curve_table,
+    evaluation_table,
+    pct,
+    search_table,
+    split_line,
+)
 from fraud.errors import InputError
 from fraud.settings import PROJECT_ROOT, Settings
-
-
-def _pct(value: Any, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def _tier_getter(tier: str, measure: str) -> Callable[[dict], Any]:
-    return lambda evaluation: evaluation["tiers"][tier][measure]
-
-
-def _evaluation_table(title: str, evaluation: dict[str, Any], baseline: dict | None = None) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("gradient boosting", justify="right")
-    if baseline is not None:
-        table.add_column("random forest (baseline)", justify="right")
-
-    def add(label: str, get: Callable[[dict], Any], fmt: Callable[[Any], str]) -> None:
-        cells = [fmt(get(evaluation))]
-        if baseline is not None:
-            cells.append(fmt(get(baseline)))
-        table.add_row(label, *cells)
-
-    def num(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.4f}"
-
-    add(
-        "transactions / fraud",
-        lambda e: (e["transactions"], e["fraud"]),
-        lambda v: f"{v[0]} / {v[1]}",
-    )
-    add("average precision", lambda e: e["average_precision"], num)
-    add("ROC AUC", lambda e: e["roc_auc"], num)
-    add("card precision@100 per day", lambda e: e["card_precision_at_100"], num)
-    add("alert rate", lambda e: e["alert_rate"], lambda v: _pct(v, 2))
-    for tier in ("decline", "review", "alert"):
-        for measure in ("precision", "recall"):
-            add(f"{tier} {measure}", _tier_getter(tier, measure), _pct)
-    for row in evaluation["scenarios"]:
-        name = row["scenario"]
-        others = {r["scenario"]: r for r in (baseline or {}).get("scenarios", [])}
-        cells = [f"{_pct(row['recall_alert'])} of {row['fraud']}"]
-        if baseline is not None:
-            other = others.get(name)
-            cells.append(_pct(other["recall_alert"]) if other else "n/a")
-        table.add_row(f"recall: {name}", *cells)
-    add("Brier score", lambda e: e["calibration"]["brier"], lambda v: f"{v:.5f}")
-    return table
-
 
 # What `--simulate` writes a history as (beside the customers table and a manifest).
 HISTORY_FILES = ("transactions.parquet", "transactions.csv")
@@ -102,6 +62,24 @@ def _check_history_path(data: Path, simulate: bool) -> None:
         raise InputError(
             f"--simulate writes {' and '.join(HISTORY_FILES)}; --data {data} names neither"
         )
+
+
+def _print_training(console: Any, result: dict[str, Any]) -> None:
+    """The search, the carry-over check, the test evaluation and the alert-budget curve."""
+    if result.get("search"):
+        console.print(search_table(result["search"]))
+    if result.get("design") == "refit":
+        console.print("carry-over check: " + carry_over_line(result.get("carry_over_check")))
+    split = result["split"]
+    columns = {"gradient boosting": result["evaluation"]["test"]}
+    if result.get("baseline"):
+        columns["random forest (baseline)"] = result["baseline"]["evaluation"]["test"]
+    if result.get("previous_design"):
+        columns["previous design"] = result["previous_design"]["evaluation"]["test"]
+    title = f"Test period {split['test_from'][:10]} to {split['test_to'][:10]} (exclusive)"
+    console.print(evaluation_table(title, columns))
+    if result.get("alert_rate_curve"):
+        console.print(curve_table(result["alert_rate_curve"]))
 
 
 def _print_validation(console: Any, report: Any) -> None:
@@ -153,8 +131,21 @@ def train_command(
     seed: int = typer.Option(1, help="Model seed: same data + seed give the same metrics."),
     label_delay_days: int = LABEL_DELAY_DAYS,
     test_days: int = typer.Option(10, min=1, help="Days in the test window (the last ones)."),
-    validation_days: int = typer.Option(8, min=1, help="Days in the threshold-choice window."),
+    validation_days: int = typer.Option(
+        15,
+        min=1,
+        help="Days whose out-of-time scores choose the thresholds: shared by the folds (the "
+        "last days of the training window), or the holdout's validation window with --folds 0.",
+    ),
     warmup_days: int = typer.Option(7, min=0, help="First days only replayed, not trained on."),
+    folds: int = FOLDS,
+    search_trials: int = SEARCH_TRIALS,
+    genuine_share: float = GENUINE_SHARE,
+    previous_design: bool = typer.Option(
+        True,
+        help="Also run the previous design (holdout, default parameters, no card habit "
+        "features) on the same test rows, for a before/after comparison on the model card.",
+    ),
     max_alert_rate: float = MAX_ALERT_RATE,
     decline_confidence_: float = DECLINE_CONFIDENCE,
     max_rejected_share: float = typer.Option(
@@ -164,6 +155,7 @@ def train_command(
     fairness_min_events: float = FAIRNESS_MIN_EVENTS,
     baseline: bool = typer.Option(True, help="Also train the RandomForest baseline."),
     threads: int = THREADS,
+    jobs: int = JOBS,
     promote_: bool = typer.Option(
         True, "--promote/--no-promote", help="Promote if the gates pass."
     ),
@@ -228,10 +220,17 @@ def train_command(
         labelled, spec = workflow.build_features(validated, delay)
     results.record("features", {"rows": len(labelled), "features": list(spec.names)}, elapsed())
 
-    split = default_split(labelled["timestamp"], delay, test_days, validation_days, warmup_days)
+    split = default_split(
+        labelled["timestamp"], delay, test_days, validation_days, warmup_days, folds
+    )
     customers_path = customers_file or workflow.customers_path_for(data)
     groups, group_info = workflow.load_groups(customers_path, labelled, split.test_from)
-    with step(console, "train, choose thresholds, evaluate, audit, explain") as elapsed:
+    design = (
+        f"search {search_trials} setting(s) on {folds} folds, refit on every labelled day"
+        if folds
+        else "holdout"
+    )
+    with step(console, f"train ({design}), choose thresholds, evaluate, audit") as elapsed:
         outcome = workflow.train(
             labelled,
             spec,
@@ -243,6 +242,10 @@ def train_command(
             split=split,
             with_baseline=baseline,
             threads=threads,
+            search_trials=search_trials,
+            genuine_share=genuine_share,
+            previous_design=previous_design,
+            jobs=jobs,
         )
     train_result = {**workflow.training_result(outcome), **group_info}
     results.record("train", train_result, elapsed())
@@ -278,15 +281,7 @@ def train_command(
             console.print(f"[yellow]model card not written: {exc}[/]")
     results.record("model_card", {"path": card_written}, elapsed())
 
-    test = outcome.default.evaluation["test"]
-    console.print(
-        _evaluation_table(
-            "Test period "
-            + f"{outcome.split.test_from.date()} to {outcome.split.test_to.date()} (exclusive)",
-            test,
-            outcome.baseline.evaluation["test"] if outcome.baseline else None,
-        )
-    )
+    _print_training(console, train_result)
     targets = outcome.targets_on_test
     summary = Table(title="fraud train: summary")
     summary.add_column("item")
@@ -297,19 +292,15 @@ def train_command(
             "history",
             f"{data} ({validated.report.rows_kept:,} rows kept, {validated.report.rows_rejected} rejected)",
         ),
-        (
-            "split",
-            f"train {split.train_from.date()}..{split.train_to.date()}, validation "
-            f"{split.validation_from.date()}..{split.validation_to.date()}, test {split.test_from.date()}..{split.test_to.date()}",
-        ),
+        ("split", split_line(train_result["split"])),
         ("thresholds", f"review {thresholds.review:.4g}, decline {thresholds.decline:.4g}"),
         (
             "decline precision (target 95%)",
-            f"{_pct(targets['decline_precision'])} - {'met' if targets['decline_precision_met'] else 'NOT met'}",
+            f"{pct(targets['decline_precision'])} - {'met' if targets['decline_precision_met'] else 'NOT met'}",
         ),
         (
             "recall (target 90%)",
-            f"{_pct(targets['recall'])} - {'met' if targets['recall_met'] else 'NOT met'}",
+            f"{pct(targets['recall'])} - {'met' if targets['recall_met'] else 'NOT met'}",
         ),
         ("fairness gate", _fairness_line(outcome.fairness)),
         ("registered", f"{registered.name} v{registered.version} (@challenger)"),
@@ -340,11 +331,18 @@ def backtest_command(
         0.02, min=0.0, max=1.0, help="Alert-rate cap for the thresholds."
     ),
     decline_confidence_: float = DECLINE_CONFIDENCE,
+    folds: int = FOLDS,
+    search_trials: int = SEARCH_TRIALS,
+    genuine_share: float = GENUINE_SHARE,
+    threads: int = THREADS,
+    jobs: int = JOBS,
 ) -> None:
     """Train the default pipeline on a window of any history file and score a later window.
 
-    Features come from replaying the whole file in time order. The model learns on the start of
-    the training window; its last quarter (after a label-delay gap) chooses the thresholds.
+    Features come from replaying the whole file in time order. The model learns from the whole
+    training window; hyper-parameters and thresholds are chosen out of time on folds in its
+    last quarter (with --folds 0: it learns on the start of the window and its last quarter,
+    after a label-delay gap, chooses the thresholds).
     """
     from training import workflow
     from training.data import check_readable
@@ -357,7 +355,9 @@ def backtest_command(
     delay = timedelta(
         days=settings.label_delay_days if label_delay_days is None else label_delay_days
     )
-    split = workflow.backtest_window_split(train_from, train_to, test_from, test_to, delay)
+    split = workflow.backtest_window_split(
+        train_from, train_to, test_from, test_to, delay, folds=folds
+    )
     check_readable(data)
     with step(console, f"validate {data}"):
         validated = workflow.load_and_validate(data, max_rejected_share=1.0)
@@ -374,22 +374,29 @@ def backtest_command(
             targets=PolicyTargets(max_alert_rate=max_alert_rate, decline_confidence=confidence),
             split=split,
             with_baseline=False,
+            threads=threads,
+            search_trials=search_trials,
+            genuine_share=genuine_share,
+            jobs=jobs,
+            test_needs_fraud=False,
         )
     scores = workflow.backtest_scores(outcome)
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out, index=False)
-    write_json(out.with_suffix(".json"), workflow.training_result(outcome))
+    result = workflow.training_result(outcome)
+    write_json(out.with_suffix(".json"), result)
     s = outcome.split
     console.print(
         f"model trained on [{s.train_from.date()}, {s.train_to.date()}), thresholds chosen on "
-        f"[{s.validation_from.date()}, {s.validation_to.date()}), tested on "
-        f"[{s.test_from.date()}, {s.test_to.date()})"
+        f"[{s.validation_from.date()}, {s.validation_to.date()})"
+        + (" out of time on its folds" if s.refit else "")
+        + f", tested on [{s.test_from.date()}, {s.test_to.date()})"
     )
     if outcome.dropped_features:
         console.print(
             "features empty in this history, left out: " + ", ".join(outcome.dropped_features)
         )
-    console.print(_evaluation_table("Backtest: test window", outcome.default.evaluation["test"]))
+    _print_training(console, result)
     typer.echo(f"wrote {len(scores):,} scores to {out} (evaluation: {out.with_suffix('.json')})")
 
 

@@ -19,6 +19,7 @@ state.
 from stream.features import definition
 from stream.features.definition import (
     CARD_FEATURES,
+    CARD_HABIT_FEATURES,
     CATEGORICAL_FEATURES,
     EVENT_FEATURES,
     FEATURE_NAMES,
@@ -51,6 +52,7 @@ from stream.features.warm import WarmReport, history_events, history_labels, war
 
 __all__ = [
     "CARD_FEATURES",
+    "CARD_HABIT_FEATURES",
     "CATEGORICAL_FEATURES",
     "DEFAULT_LABEL_DELAY",
     "EARTH_RADIUS_KM",

@@ -26,6 +26,13 @@ Conventions that make features exact and independent of processing order:
   D is a parameter of the definition (`label_delay_us` here; `label_delay` of the stores and of
   the replay, by default Settings.label_delay_days): the stream must use the D of the training
   run that produced its model.
+- Card habit features (CARD_HABIT_FEATURES) compare an event with its card's own lookback:
+  how its amount ranks there, how usual its hour, merchant category group and channel are,
+  how busy the last day and the last 4 days are against the card's typical day (measured on
+  the lookback before those 4 days), how familiar its terminal and device are, and how many
+  terminals and devices the card used for the first time in the last 4 days. They need no
+  state beyond the card's events (each keeps its channel and category group code), so the
+  stream and the replay compute them alike (see kernels.card_habit_kernel).
 - Missing values are NaN in arrays and None in feature dicts; categorical codes are never
   missing (UNKNOWN_CODE instead).
 """
@@ -57,6 +64,7 @@ from stream.features.kernels import (
     MAX_CARD_HISTORY,
     TERMINAL_LOOKBACK_US,
     TERMINAL_WINDOW_US,
+    card_habit_kernel,
     card_kernel,
     event_kernel,
     terminal_kernel,
@@ -65,6 +73,7 @@ from stream.features.kernels import (
 __all__ = [
     "CARD_EVENT_DTYPE",
     "CARD_FEATURES",
+    "CARD_HABIT_FEATURES",
     "CARD_LOOKBACK_US",
     "CARD_STATS",
     "CARD_WINDOWS",
@@ -124,12 +133,30 @@ CARD_FEATURES: tuple[str, ...] = (
     "card_new_country_30d",
     "card_new_device_30d",
 )
+CARD_HABIT_FEATURES: tuple[str, ...] = (
+    "card_amount_percentile_30d",
+    "amount_to_card_category_mean_30d",
+    "card_category_share_30d",
+    "card_hour_share_30d",
+    "card_channel_share_30d",
+    "card_typical_daily_count",
+    "card_count_24h_to_typical_day",
+    "card_count_4d_to_typical",
+    "card_amount_4d_to_typical",
+    "card_terminal_uses_30d",
+    "seconds_since_card_used_terminal",
+    "seconds_since_card_first_used_device",
+    "card_new_terminals_4d",
+    "card_new_devices_4d",
+)
 TERMINAL_FEATURES: tuple[str, ...] = (
     *(f"terminal_count_{window}" for window, _ in TERMINAL_WINDOWS),
     *(f"terminal_count_{window}_after_delay" for window, _ in TERMINAL_WINDOWS),
     *(f"terminal_fraud_rate_{window}_after_delay" for window, _ in TERMINAL_WINDOWS),
 )
-FEATURE_NAMES: tuple[str, ...] = EVENT_FEATURES + CARD_FEATURES + TERMINAL_FEATURES
+FEATURE_NAMES: tuple[str, ...] = (
+    EVENT_FEATURES + CARD_FEATURES + CARD_HABIT_FEATURES + TERMINAL_FEATURES
+)
 # Encoded as small non-negative integers: CHANNEL_CODES, MERCHANT_CATEGORY_GROUPS, UNKNOWN_CODE.
 CATEGORICAL_FEATURES: tuple[str, ...] = ("channel_code", "merchant_category_group_code")
 # Never model inputs (nor derived into one); the fairness audit groups by them instead.
@@ -173,6 +200,8 @@ class CardSequence:
     device_key: IntArray
     lat: FloatArray
     lon: FloatArray
+    channel_code: IntArray
+    merchant_group_code: IntArray
     group_start: IntArray
 
     @classmethod
@@ -186,17 +215,22 @@ class CardSequence:
             device_key=_contiguous(records["device_key"]),
             lat=_contiguous(records["lat"]),
             lon=_contiguous(records["lon"]),
+            channel_code=records["channel_code"].astype(np.int64),
+            merchant_group_code=records["merchant_group_code"].astype(np.int64),
             group_start=_contiguous(group_start),
         )
 
 
 def card_features_grouped(cards: CardSequence, positions: IntArray) -> FloatArray:
-    """CARD_FEATURES of the rows `positions` of `cards`.
+    """CARD_FEATURES then CARD_HABIT_FEATURES of the rows `positions` of `cards`.
 
     A row sees only earlier rows of its own card, so any subset of positions can be computed
     in any order (the replay computes them in chunks).
     """
-    out = np.empty((len(positions), len(CARD_FEATURES)))
+    positions = _contiguous(positions)
+    out = np.empty((len(positions), len(CARD_FEATURES) + len(CARD_HABIT_FEATURES)))
+    windows = np.empty((len(positions), len(CARD_FEATURES)))
+    habits = np.empty((len(positions), len(CARD_HABIT_FEATURES)))
     card_kernel(
         cards.ts,
         cards.amount,
@@ -206,9 +240,22 @@ def card_features_grouped(cards: CardSequence, positions: IntArray) -> FloatArra
         cards.lat,
         cards.lon,
         cards.group_start,
-        _contiguous(positions),
-        out,
+        positions,
+        windows,
     )
+    card_habit_kernel(
+        cards.ts,
+        cards.amount,
+        cards.terminal_key,
+        cards.device_key,
+        cards.channel_code,
+        cards.merchant_group_code,
+        cards.group_start,
+        positions,
+        habits,
+    )
+    out[:, : len(CARD_FEATURES)] = windows
+    out[:, len(CARD_FEATURES) :] = habits
     return out
 
 
@@ -311,7 +358,9 @@ def batch_features(
     positions = np.flatnonzero(where >= 0)
 
     features = np.empty((len(rows), len(FEATURE_NAMES)))
-    card_block = slice(len(EVENT_FEATURES), len(EVENT_FEATURES) + len(CARD_FEATURES))
+    card_block = slice(
+        len(EVENT_FEATURES), len(EVENT_FEATURES) + len(CARD_FEATURES) + len(CARD_HABIT_FEATURES)
+    )
     sequence = CardSequence.from_records(merged, starts[group])
     features[where[positions], card_block] = card_features_grouped(sequence, positions)
     features[:, : len(EVENT_FEATURES)] = event_features(columns, rows)

@@ -64,6 +64,8 @@ CARD_EVENT_DTYPE = np.dtype(
         ("device_key", "<i8"),  # 0: missing
         ("lat", "<f8"),
         ("lon", "<f8"),
+        ("channel_code", "u1"),  # CHANNEL_CODES
+        ("merchant_group_code", "u1"),  # MERCHANT_CATEGORY_GROUPS
     ]
 )
 
@@ -243,4 +245,6 @@ def card_records(columns: EventColumns, rows: IntArray | None = None) -> np.ndar
     records["device_key"] = columns.device_key[take]
     records["lat"] = columns.terminal_lat[take]
     records["lon"] = columns.terminal_lon[take]
+    records["channel_code"] = columns.channel_code[take]
+    records["merchant_group_code"] = columns.merchant_group_code[take]
     return records

@@ -23,6 +23,12 @@ TERMINAL_LOOKBACK_US = TERMINAL_WINDOW_US[-1]
 # Bounds the state of a runaway card; its windows then cover its latest MAX_CARD_HISTORY events.
 MAX_CARD_HISTORY = 1000
 NIGHT_END_HOUR = 6  # 00:00-05:59 UTC counts as night
+# Card habits: the last RECENT_US are compared with the card's earlier days (its baseline, at
+# least BASELINE_MIN_US of them), and the novelty counts look at the card's latest
+# NOVELTY_SCAN events of that period (a bound on the work a flooded card can cause).
+RECENT_US = 4 * DAY_US
+BASELINE_MIN_US = 7 * DAY_US
+NOVELTY_SCAN = 64
 EARTH_RADIUS_KM = 6371.0088
 
 
@@ -75,9 +81,7 @@ def card_kernel(ts, amount, terminal, country, device, lat, lon, group_start, po
         k = positions[p]
         start = group_start[k]
         t = ts[k]
-        end = k  # events strictly earlier in time are [start, end)
-        while end > start and ts[end - 1] >= t:
-            end -= 1
+        end = earlier_end(ts, start, k)  # events strictly earlier in time are [start, end)
         low = max(start, end - MAX_CARD_HISTORY)
         counts[:] = 0.0
         sums[:] = 0.0
@@ -128,6 +132,16 @@ def card_kernel(ts, amount, terminal, country, device, lat, lon, group_start, po
 
 
 @njit(cache=True)
+def earlier_end(ts, start, k):  # type: ignore[no-untyped-def]
+    """End of event k's predecessors in its group: [start, end) are the events strictly earlier
+    in time than event k (its group sorted by time; ties with k are not earlier)."""
+    end = k
+    while end > start and ts[end - 1] >= ts[k]:
+        end -= 1
+    return end
+
+
+@njit(cache=True)
 def lower_bound(values, low, high, x):  # type: ignore[no-untyped-def]
     """First index in [low, high) of sorted `values` whose value is >= x (high if none)."""
     while low < high:
@@ -158,9 +172,7 @@ def terminal_kernel(  # type: ignore[no-untyped-def]
         k = positions[p]
         start = group_start[k]
         t = ts[k]
-        end = k
-        while end > start and ts[end - 1] >= t:
-            end -= 1
+        end = earlier_end(ts, start, k)
         horizon = t - label_delay  # the after-delay windows end here (exclusive)
         horizon_end = lower_bound(ts, start, end, horizon)
         for w in range(n_windows):
@@ -180,3 +192,123 @@ def terminal_kernel(  # type: ignore[no-untyped-def]
         for w in range(n_windows):
             count = out[p, n_windows + w]
             out[p, 2 * n_windows + w] = frauds[w] / count if count > 0 else np.nan
+
+
+@njit(cache=True)
+def _first_in_window(keys, low, index):  # type: ignore[no-untyped-def]
+    """Whether keys[index] (non-zero) occurs nowhere in keys[low:index]."""
+    for i in range(low, index):
+        if keys[i] == keys[index]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def card_habit_kernel(  # type: ignore[no-untyped-def]
+    ts, amount, terminal, device, channel, merchant_group, group_start, positions, out
+):
+    """How usual each event is for its card, against the card's own 30-day lookback.
+
+    Columns, in CARD_HABIT_FEATURES order (stream/features/definition.py): the amount's
+    percentile among the lookback's amounts (ties count half); the amount over the card's mean
+    amount in the same merchant category group; the shares of the lookback in the same merchant
+    category group, within an hour of the same hour of day (UTC), on the same channel; the
+    card's typical day (transactions per day in its baseline: the lookback before the last
+    RECENT_US, observed from its oldest event there, NaN when that spans less than
+    BASELINE_MIN_US); the last 24 h's count over the typical day; the last RECENT_US's count and
+    amount over as many typical days; the card's transactions at this terminal, the seconds since
+    the latest one, the seconds since the card first used this device (NaN without a device or
+    when new); and the distinct terminals and devices whose first use in the lookback falls in
+    the last RECENT_US (among its latest NOVELTY_SCAN events).
+    """
+    for p in range(positions.size):
+        k = positions[p]
+        start = group_start[k]
+        t = ts[k]
+        end = earlier_end(ts, start, k)
+        low = max(start, end - MAX_CARD_HISTORY)
+        hour = (t // HOUR_US) % 24
+        count = 0
+        below = 0.0
+        same_group = 0
+        group_amount = 0.0
+        same_hour = 0
+        same_channel = 0
+        day_count = 0
+        recent_count = 0
+        recent_amount = 0.0
+        baseline_count = 0
+        baseline_amount = 0.0
+        oldest_age = 0
+        terminal_uses = 0
+        terminal_last = -1
+        device_first = -1
+        j = end - 1
+        while j >= low:
+            age = t - ts[j]
+            if age > CARD_LOOKBACK_US:
+                break
+            count += 1
+            oldest_age = age
+            if amount[j] < amount[k]:
+                below += 1.0
+            elif amount[j] == amount[k]:
+                below += 0.5
+            if merchant_group[j] == merchant_group[k]:
+                same_group += 1
+                group_amount += amount[j]
+            distance = abs((ts[j] // HOUR_US) % 24 - hour)
+            if min(distance, 24 - distance) <= 1:
+                same_hour += 1
+            if channel[j] == channel[k]:
+                same_channel += 1
+            if age <= DAY_US:
+                day_count += 1
+            if age <= RECENT_US:
+                recent_count += 1
+                recent_amount += amount[j]
+            else:
+                baseline_count += 1
+                baseline_amount += amount[j]
+            if terminal[j] == terminal[k]:
+                terminal_uses += 1
+                if terminal_last < 0:
+                    terminal_last = ts[j]
+            if device[k] != 0 and device[j] == device[k]:
+                device_first = ts[j]
+            j -= 1
+        window_low = j + 1
+        new_terminals = 0
+        new_devices = 0
+        scan_low = max(window_low, end - NOVELTY_SCAN)
+        i = end - 1
+        while i >= scan_low and t - ts[i] <= RECENT_US:
+            if _first_in_window(terminal, window_low, i):
+                new_terminals += 1
+            if device[i] != 0 and _first_in_window(device, window_low, i):
+                new_devices += 1
+            i -= 1
+
+        out[p, :] = np.nan
+        if count > 0:
+            out[p, 0] = below / count
+            out[p, 2] = same_group / count
+            out[p, 3] = same_hour / count
+            out[p, 4] = same_channel / count
+        if same_group > 0:
+            out[p, 1] = amount[k] / (group_amount / same_group)
+        baseline_days = (oldest_age - RECENT_US) / DAY_US
+        if baseline_count > 0 and oldest_age - RECENT_US >= BASELINE_MIN_US:
+            typical_count = baseline_count / baseline_days
+            recent_days = RECENT_US / DAY_US
+            out[p, 5] = typical_count
+            out[p, 6] = day_count / typical_count
+            out[p, 7] = recent_count / (typical_count * recent_days)
+            out[p, 8] = recent_amount / (baseline_amount / baseline_days * recent_days)
+        out[p, 9] = terminal_uses
+        if terminal_last >= 0:
+            out[p, 10] = (t - terminal_last) / US_PER_SECOND
+        if device_first >= 0:
+            out[p, 11] = (t - device_first) / US_PER_SECOND
+        out[p, 12] = new_terminals
+        out[p, 13] = new_devices

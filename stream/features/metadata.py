@@ -278,6 +278,114 @@ def _event_and_card() -> list[FeatureInfo]:
     ]
 
 
+def _card_habits() -> list[FeatureInfo]:
+    """CARD_HABIT_FEATURES: the event against its card's own lookback (kernels.card_habit_kernel:
+    the lookback is the card's longest window; "typical day" is measured on that lookback before
+    its last 4 days)."""
+    longest, _ = CARD_WINDOWS[-1]
+    since, _ = _window_words(longest)
+    first = f"no earlier transaction on this card in {since}"
+    young = "this card's history is too short to know its typical day"
+    return [
+        FeatureInfo(
+            f"card_amount_percentile_{longest}",
+            "card",
+            f"amount larger than {{value}} of this card's transactions in {since}",
+            "share",
+            when_missing=first,
+        ),
+        FeatureInfo(
+            f"amount_to_card_category_mean_{longest}",
+            "card",
+            f"amount {{value}} this card's average in this merchant group in {since}",
+            "ratio",
+            when_missing=f"first purchase of this card in this merchant group in {since}",
+        ),
+        FeatureInfo(
+            f"card_category_share_{longest}",
+            "card",
+            f"{{value}} of this card's transactions in {since} were in this merchant group",
+            "share",
+            when_missing=first,
+        ),
+        FeatureInfo(
+            f"card_hour_share_{longest}",
+            "card",
+            f"{{value}} of this card's transactions in {since} were within an hour of this time "
+            "of day",
+            "share",
+            when_missing=first,
+        ),
+        FeatureInfo(
+            f"card_channel_share_{longest}",
+            "card",
+            f"{{value}} of this card's transactions in {since} were on this channel",
+            "share",
+            when_missing=first,
+        ),
+        FeatureInfo(
+            "card_typical_daily_count",
+            "card",
+            "this card makes {value} transactions on a typical day",
+            "count",
+            when_missing=young,
+        ),
+        FeatureInfo(
+            "card_count_24h_to_typical_day",
+            "card",
+            "{value} this card's typical day in transactions over the last 24 hours",
+            "ratio",
+            when_missing=young,
+        ),
+        FeatureInfo(
+            "card_count_4d_to_typical",
+            "card",
+            "{value} this card's typical pace in transactions over the last 4 days",
+            "ratio",
+            when_missing=young,
+        ),
+        FeatureInfo(
+            "card_amount_4d_to_typical",
+            "card",
+            "{value} this card's typical spending over the last 4 days",
+            "ratio",
+            when_missing=young,
+        ),
+        FeatureInfo(
+            f"card_terminal_uses_{longest}",
+            "card",
+            f"this card used this terminal {{value}} times in {since}",
+            "count",
+        ),
+        FeatureInfo(
+            "seconds_since_card_used_terminal",
+            "card",
+            "{value} since this card last used this terminal",
+            "duration",
+            when_missing=f"this card had not used this terminal in {since}",
+        ),
+        FeatureInfo(
+            "seconds_since_card_first_used_device",
+            "card",
+            f"this device first seen on this card {{value}} ago (within {since})",
+            "duration",
+            when_missing=f"no device, or a device this card had not used in {since}",
+        ),
+        FeatureInfo(
+            "card_new_terminals_4d",
+            "card",
+            "{value} terminals new to this card in the last 4 days",
+            "count",
+        ),
+        FeatureInfo(
+            "card_new_devices_4d",
+            "card",
+            "{value} devices new to this card in the last 4 days",
+            "count",
+        ),
+    ]
+
+
 @functools.cache
 def feature_info(label_delay_days: int = DEFAULT_LABEL_DELAY.days) -> Mapping[str, FeatureInfo]:
     """Every feature of FEATURE_NAMES described, in that order; `label_delay_days` is the delay
@@ -287,6 +395,7 @@ def feature_info(label_delay_days: int = DEFAULT_LABEL_DELAY.days) -> Mapping[st
         for info in (
             *_event_and_card(),
             *_card_windowed(),
+            *_card_habits(),
             *_terminal_windowed(label_delay_days),
         )
     }

@@ -47,7 +47,8 @@ from stream.features.encoding import FloatArray, IntArray, columns_from_events, 
 # v2: transaction records hold the after-delay terminal features (9 terminal columns, not 6).
 # v3: transaction records hold a digest of the transaction's content.
 # v4: keys hash-tagged into shards (Redis Cluster); card states carry a version.
-STATE_VERSION = 4  # bump when the layout of stored state changes; old keys then expire unused
+# v5: card events keep their channel and merchant category group; records hold the habit features.
+STATE_VERSION = 5  # bump when the layout of stored state changes; old keys then expire unused
 # The delay training assumes when nothing else is said: Settings' default, one source of truth.
 DEFAULT_LABEL_DELAY = timedelta(days=Settings.model_fields["label_delay_days"].default)
 _ONE_US = timedelta(microseconds=1)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import redis
@@ -15,6 +16,7 @@ import redis
 from bench.features import history_events, synthetic_history
 from fraud.errors import ConfigError
 from stream.features import (
+    CARD_HABIT_FEATURES,
     FEATURE_NAMES,
     REDIS_SHARDS,
     InMemoryFeatureStore,
@@ -65,9 +67,26 @@ def fraud_labels(events: list[dict[str, Any]], frauds: set[str]) -> list[dict[st
     ]
 
 
-def test_redis_store_replay_and_in_memory_store_agree(
+@pytest.fixture(scope="module")
+def habits_history() -> pd.DataFrame:
+    """Three weeks of a hundred cards: long enough for the card habit features' typical day, with
+    online purchases now and then from a second device that a card keeps for a few days."""
+    frame = synthetic_history(4_000, days=21, seed=12)
+    rng = np.random.default_rng(12)
+    online = frame["device_id"].notna().to_numpy()
+    other = online & (rng.random(len(frame)) < 0.3)
+    day = frame["timestamp"].dt.day.to_numpy() // 3
+    frame.loc[other, "device_id"] = [
+        f"alt-{card}-{part}" for card, part in zip(frame["card_id"][other], day[other], strict=True)
+    ]
+    return frame
+
+
+def stream_replay_and_memory(
     store: RedisFeatureStore, history: pd.DataFrame
-) -> None:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The features of `history` through the Redis store (uneven batches, some replayed, labels
+    arriving), through the in-memory store, and by the training replay."""
     events = history_events(history)
     frauds = set(history.loc[history["is_fraud"] == 1, "transaction_id"])
     assert len(frauds) > 10
@@ -96,11 +115,37 @@ def test_redis_store_replay_and_in_memory_store_agree(
         dtype=float,
     )
     memory_frame = pd.DataFrame(memory_rows, columns=list(FEATURE_NAMES), dtype=float)
-    expected = replayed_frame[list(FEATURE_NAMES)]
+    return stream_frame, memory_frame, replayed_frame[list(FEATURE_NAMES)]
+
+
+def test_redis_store_replay_and_in_memory_store_agree(
+    store: RedisFeatureStore, history: pd.DataFrame
+) -> None:
+    stream_frame, memory_frame, expected = stream_replay_and_memory(store, history)
     pd.testing.assert_frame_equal(stream_frame, expected)
     pd.testing.assert_frame_equal(memory_frame, expected)
     assert expected["terminal_fraud_rate_1d_after_delay"].max() > 0
     assert expected["terminal_fraud_rate_7d_after_delay"].max() > 0
+
+
+def test_card_habits_agree_between_redis_replay_and_memory(
+    store: RedisFeatureStore, habits_history: pd.DataFrame
+) -> None:
+    stream_frame, memory_frame, expected = stream_replay_and_memory(store, habits_history)
+    pd.testing.assert_frame_equal(stream_frame, expected)
+    pd.testing.assert_frame_equal(memory_frame, expected)
+    habits = expected[list(CARD_HABIT_FEATURES)]
+    # Every habit feature is exercised: the typical day exists for most events of the last
+    # week, and cards take up new terminals and devices.
+    last_week = habits_history["timestamp"] >= habits_history["timestamp"].max() - pd.Timedelta(
+        days=7
+    )
+    assert habits.loc[last_week.to_numpy(), "card_count_4d_to_typical"].notna().mean() > 0.5
+    assert habits["card_new_terminals_4d"].max() >= 2
+    assert habits["card_new_devices_4d"].max() >= 1
+    assert habits["seconds_since_card_first_used_device"].notna().sum() > 100
+    for name in CARD_HABIT_FEATURES:
+        assert habits[name].nunique() > 2, name
 
 
 def test_labels_through_redis_match_the_in_memory_store(

@@ -48,6 +48,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "7",
             "--warmup-days",
             "3",
+            "--search-trials",
+            "2",
             "--results-dir",
             str(base / "results"),
             "--model-card",
@@ -72,6 +74,27 @@ def test_train_writes_every_step_and_a_card(trained):
     card = (trained["base"] / "card.md").read_text()
     assert card.startswith("# Model card: fraud-detector v1")
     assert "## Fairness (test period)" in card
+    assert "## Hyper-parameter search" in card and "### Recall by alert budget" in card
+    assert train["design"] == "refit" and len(train["search"]["trials"]) == 2
+    assert "previous design" in card
+
+
+def test_each_search_trial_is_a_nested_run_and_the_version_names_the_chosen_one(trained):
+    from fraud.settings import Settings
+    from stream.scoring import open_store
+
+    settings = Settings(state_dir=trained["state"], MLFLOW_TRACKING_URI=None)
+    client = open_store(settings)
+    version = client.get_model_version(settings.model_name, "1")
+    parent = client.get_run(version.run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{version.run_id}'"
+    )
+    assert sorted(run.data.tags["search.trial"] for run in children) == ["1", "2"]
+    chosen = [run for run in children if run.data.tags["search.chosen"] == "true"]
+    assert [run.info.run_id for run in chosen] == [version.tags["search.chosen_run_id"]]
+    assert version.tags["search.chosen_trial"] == chosen[0].data.tags["search.trial"]
+    assert "fold1_average_precision" in chosen[0].data.metrics
 
 
 def test_a_much_larger_amount_than_the_card_usually_spends_raises_the_score(trained):
@@ -136,6 +159,8 @@ def test_backtest_on_a_file_with_only_the_required_fields(trained, tmp_path):
             "2026-02-07",
             "--label-delay-days",
             "7",
+            "--search-trials",
+            "1",
             "--out",
             str(out),
         ),
@@ -149,3 +174,32 @@ def test_backtest_on_a_file_with_only_the_required_fields(trained, tmp_path):
     )
     assert sorted(scores["transaction_id"]) == sorted(history.loc[in_test, "transaction_id"])
     assert np.all((scores["score"] >= 0) & (scores["score"] <= 1))
+
+
+def test_backtest_scores_a_window_whose_labels_are_pending(trained, tmp_path):
+    history = pd.read_parquet(trained["history"] / "transactions.parquet")
+    pending = history["timestamp"] >= pd.Timestamp("2026-02-04", tz="UTC")
+    export = history.assign(is_fraud=history["is_fraud"].astype("Int64"))
+    export.loc[pending, "is_fraud"] = pd.NA  # the bank's last days: no verdict yet
+    data = tmp_path / "pending.parquet"
+    export.to_parquet(data, index=False)
+    out = tmp_path / "scores.csv"
+    run(
+        fraud_command(
+            "backtest",
+            *("--data", str(data)),
+            *("--train-from", "2026-01-04", "--train-to", "2026-01-24"),
+            *("--test-from", "2026-02-01", "--test-to", "2026-02-07"),
+            *("--label-delay-days", "7", "--search-trials", "1", "--out", str(out)),
+        ),
+        tmp_path / "state",
+    )
+    scores = pd.read_csv(out, dtype={"transaction_id": str})
+    in_test = history["timestamp"].between(
+        pd.Timestamp("2026-02-01", tz="UTC"), pd.Timestamp("2026-02-08", tz="UTC"), inclusive="left"
+    )
+    assert len(scores) == int(in_test.sum())  # every transaction scored, labelled or not
+    evaluation = json.loads(out.with_suffix(".json").read_text())["evaluation"]["test"]
+    assert evaluation["unlabelled_transactions"] == int((in_test & pending).sum()) > 0
+    assert evaluation["transactions"] == int((in_test & ~pending).sum())
+    assert evaluation["fraud"] == int(history.loc[in_test & ~pending, "is_fraud"].sum())

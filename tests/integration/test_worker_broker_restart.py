@@ -87,10 +87,11 @@ def _health_if(worker: Any, **expected: bool) -> dict[str, Any] | None:
 def test_worker_survives_a_broker_restart(broker, worker_env, consume_raw):
     ensure_topics(broker.kafka, worker_env.topics.values(), partitions=2)
     worker_env.extra["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
-    reports = []
+    # A backlog the worker needs seconds for, waiting before it starts: the broker goes as soon
+    # as the first decisions appear, so it goes mid-stream however fast the worker is.
+    reports = [produce(worker_env, 10_000, 1.5, bootstrap=broker.bootstrap)]
     with worker_env.worker() as worker:
-        # A burst the worker needs a while for: the broker goes while it is mid-stream.
-        reports.append(produce(worker_env, 2500, 2, bootstrap=broker.bootstrap))
+        wait_until(lambda: scrape(worker).get(DECIDED, 0) > 0, 60, "first decisions")
         broker.stop()
         stopped = scrape(worker)[DECIDED]
         down = wait_until(lambda: _health_if(worker, kafka=False), 30, "/health: kafka down")

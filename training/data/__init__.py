@@ -16,7 +16,16 @@ from training.data.history import (
     read_history,
 )
 from training.data.replay import replay_features
-from training.data.split import DAY, WINDOWS, TimeSplit, backtest_split, default_split
+from training.data.split import (
+    DAY,
+    WINDOWS,
+    Fold,
+    TimeSplit,
+    backtest_split,
+    default_split,
+    holdout_within,
+    rolling_folds,
+)
 from training.data.validation import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
@@ -34,6 +43,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "WINDOWS",
     "FeatureSpec",
+    "Fold",
     "Problem",
     "TimeSplit",
     "ValidatedHistory",
@@ -43,12 +53,14 @@ __all__ = [
     "customers_path_for",
     "default_split",
     "feature_spec",
+    "holdout_within",
     "join_features",
     "labelled_features",
     "parse_timestamps",
     "read_customers",
     "read_history",
     "replay_features",
+    "rolling_folds",
     "validate_customers",
     "validate_history",
 ]

@@ -53,7 +53,9 @@ def labelled_features(
 
 
 def join_features(history: pd.DataFrame, features: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    context = [c for c in (*CONTEXT_COLUMNS, "fraud_scenario") if c in history.columns]
+    context = [
+        c for c in (*CONTEXT_COLUMNS, "is_labelled", "fraud_scenario") if c in history.columns
+    ]
     left = history[context].reset_index(drop=True)
     right = features.reset_index(drop=True)
     same_order = len(left) == len(right) and bool(

@@ -28,6 +28,7 @@ from rich.progress import Progress
 from fraud.errors import ValidationError
 from stream.features import (
     CARD_FEATURES,
+    CARD_HABIT_FEATURES,
     EVENT_FEATURES,
     FEATURE_NAMES,
     TERMINAL_WINDOWS,
@@ -111,7 +112,9 @@ def replay_columns(
     # Column-major, as the DataFrame stores it. Rows are computed in time order (the kernels
     # take positions in any order), so each pass writes whole rows in sequence.
     matrix = np.empty((n, len(FEATURE_NAMES)), order="F")
-    card_block = slice(len(EVENT_FEATURES), len(EVENT_FEATURES) + len(CARD_FEATURES))
+    card_block = slice(
+        len(EVENT_FEATURES), len(EVENT_FEATURES) + len(CARD_FEATURES) + len(CARD_HABIT_FEATURES)
+    )
     for chunk in _chunks(n):
         matrix[chunk, : card_block.start] = event_features(columns, chunk)
         advance(len(chunk))
@@ -125,6 +128,8 @@ def replay_columns(
         device_key=columns.device_key[by_card],
         lat=columns.terminal_lat[by_card],
         lon=columns.terminal_lon[by_card],
+        channel_code=columns.channel_code[by_card],
+        merchant_group_code=columns.merchant_group_code[by_card],
         group_start=_group_starts(card_codes[by_card]),
     )
     card_position = _inverse(by_card)

@@ -7,6 +7,11 @@ required column cannot be validated at all; that raises `fraud.errors.Validation
 
 Only the fields a backtest needs are required; coordinates, device, country, category, channel
 and currency are optional and checked only when present.
+
+A row may have no label yet (`is_fraud` empty: the verdict is still pending, as for a bank's
+last days). It is kept, marked `is_labelled` False with `is_fraud` 0 (no confirmed fraud, what
+the features' label-derived aggregates know of it too), and the report counts it; training never
+learns from it and evaluation leaves it out, but it is replayed and scored like any other.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class ValidationReport:
     problems: list[Problem]
     max_rejected_share: float
     passed: bool
+    rows_unlabelled: int = 0  # kept rows without a label yet
 
     @property
     def rejected_share(self) -> float:
@@ -77,6 +83,12 @@ class ValidationReport:
             f"{self.source}: {self.rows_read} rows read, {self.rows_kept} kept, "
             f"{self.rows_rejected} rejected ({self.rejected_share:.4%}; limit "
             f"{self.max_rejected_share:.4%}), {self.rows_out_of_order} out of time order (sorted)"
+            + (
+                f", {self.rows_unlabelled} without a label yet (scored, never trained on or "
+                "evaluated)"
+                if self.rows_unlabelled
+                else ""
+            )
         ]
         lines.extend(problem.describe() for problem in self.problems)
         if self.missing_optional_columns:
@@ -109,7 +121,7 @@ HISTORY_CHECKS = pa.DataFrameSchema(
             [pa.Check.gt(0), pa.Check.le(MAX_AMOUNT)],
             nullable=False,
         ),
-        "is_fraud": pa.Column(float, pa.Check.isin([0.0, 1.0]), nullable=False),
+        "is_fraud": pa.Column(float, pa.Check.isin([0.0, 1.0]), nullable=True),
         "currency": _string(r"^[A-Z]{3}$", required=False, nullable=True),
         "merchant_category": _string(r"^[0-9]{4}$", required=False, nullable=True),
         "channel": pa.Column(
@@ -249,11 +261,13 @@ def validate_history(
             Problem("out of time order (sorted before use)", "timestamp", out_of_order, "warning")
         )
     clean = clean.sort_values(["timestamp", "transaction_id"], kind="stable").reset_index(drop=True)
-    clean["is_fraud"] = clean["is_fraud"].astype("int8")
+    clean["is_labelled"] = clean["is_fraud"].notna().to_numpy()
+    clean["is_fraud"] = clean["is_fraud"].fillna(0.0).astype("int8")
+    labelled = clean.loc[clean["is_labelled"], "is_fraud"]
 
     dataset_error = False
-    if len(clean) == 0 or clean["is_fraud"].nunique() < 2:
-        labels = sorted(clean["is_fraud"].unique().tolist())
+    if len(labelled) == 0 or labelled.nunique() < 2:
+        labels = sorted(labelled.unique().tolist())
         problems.append(
             Problem(f"labels must include both 0 and 1, found {labels}", "is_fraud", 0, "error")
         )
@@ -271,6 +285,7 @@ def validate_history(
         problems=problems,
         max_rejected_share=max_rejected_share,
         passed=not dataset_error and share <= max_rejected_share,
+        rows_unlabelled=int((~clean["is_labelled"]).sum()),
     )
     return ValidatedHistory(clean, history.loc[rejected], report)
 

@@ -2,6 +2,11 @@
 feature importance, plots, and the reference distributions drift is measured against."""
 
 from training.evaluation import plots
+from training.evaluation.curve import (
+    DEFAULT_ALERT_RATES,
+    alert_rate_curve,
+    threshold_for_alert_rate,
+)
 from training.evaluation.fairness import (
     ATTRIBUTES,
     FairnessGate,
@@ -25,9 +30,11 @@ from training.evaluation.reference import SCORE_EDGES, proportions, reference_di
 
 __all__ = [
     "ATTRIBUTES",
+    "DEFAULT_ALERT_RATES",
     "SCORE_EDGES",
     "FairnessGate",
     "age_band",
+    "alert_rate_curve",
     "attach_groups",
     "audit",
     "bank_targets",
@@ -42,5 +49,6 @@ __all__ = [
     "ranking_metrics",
     "reference_distribution",
     "scenario_recall",
+    "threshold_for_alert_rate",
     "tier_metrics",
 ]

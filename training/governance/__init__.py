@@ -3,6 +3,7 @@ environment, versions registered, tagged and signed (`signing`: Ed25519 over the
 artifact file), promotion only through gates and only of a version whose signature verifies,
 a model card."""
 
+from training.governance.card_sections import trial_cells
 from training.governance.model_card import render
 from training.governance.promotion import Gate, PromotionDecision, check_gates, promote
 from training.governance.registry import ensure_experiment, set_version_tags
@@ -39,4 +40,5 @@ __all__ = [
     "set_version_tags",
     "sign_version",
     "signature_tags",
+    "trial_cells",
 ]

@@ -20,32 +20,17 @@ from stream.scoring import (
     open_store,
     version_at_alias,
 )
+from training.governance import card_sections as sections
+from training.model import SEARCH_SPACE
+
+_pct, _num, _table = sections.pct, sections.num, sections.table
 
 
-def _pct(value: Any, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.{digits}f}%"
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    return "n/a" if value is None else f"{float(value):.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return lines
-
-
-def _evaluation_table(default: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
+def _evaluation_table(columns: dict[str, dict[str, Any]]) -> list[str]:
     def row(label: str, getter: Any, fmt: Any) -> list[str]:
-        values = [fmt(getter(default))]
-        if baseline is not None:
-            values.append(fmt(getter(baseline)))
-        return [label, *values]
+        return [label, *(fmt(getter(evaluation)) for evaluation in columns.values())]
 
-    header = ["metric (test period)", "gradient boosting (this model)"]
-    if baseline is not None:
-        header.append("random forest (baseline)")
+    header = ["metric (test period)", *columns]
     rows = [
         row("average precision", lambda e: e["average_precision"], _num),
         row("ROC AUC", lambda e: e["roc_auc"], _num),
@@ -179,6 +164,35 @@ def _targets_statement(targets: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _chosen_by(summary: dict[str, Any]) -> str:
+    search = summary.get("search")
+    if not search:
+        return ""
+    return (
+        f" (chosen out of time: trial {search['chosen_trial']} of {len(search['trials'])}, "
+        "see the hyper-parameter search below)"
+    )
+
+
+def _gaps(split: dict[str, Any]) -> str:
+    if split.get("refit"):
+        return (
+            f"Gaps: each fold's validation days start {split['gap_train_validation_days']:.0f} "
+            "days after its training days; the test starts "
+            f"{split['gap_validation_test_days']:.0f} days after the last labelled day."
+        )
+    return (
+        f"Gaps: {split['gap_train_validation_days']:.0f} days between train and validation, "
+        f"{split['gap_validation_test_days']:.0f} days between validation and test."
+    )
+
+
+def _chosen_on(split: dict[str, Any]) -> str:
+    if split.get("refit"):
+        return "the folds' out-of-time scores (the validation window, pooled)"
+    return "the validation period"
+
+
 def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = None) -> str:
     """The model card of the version at `alias` (or at `fallback` when `alias` is unset)."""
     client = open_store(settings)
@@ -198,7 +212,6 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
     params = run.data.params
     split = summary["split"]
     test = summary["evaluation"]["test"]
-    baseline = summary.get("baseline", {}).get("evaluation", {}).get("test")
     choice = summary["thresholds"]
     aliases = sorted(getattr(version, "aliases", []) or [])
 
@@ -226,7 +239,8 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
         "- Hyper-parameters: "
         + ", ".join(
             f"{k.split('.', 1)[1]}={v}" for k, v in sorted(params.items()) if k.startswith("model.")
-        ),
+        )
+        + _chosen_by(summary),
         f"- Seed: {params.get('seed')}",
         f"- Inputs ({len(summary['feature_names'])} features, computed by `stream.features.definition`, "
         f"the scorer's own code): {', '.join(f'`{f}`' for f in summary['feature_names'])}",
@@ -261,11 +275,17 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
         "never a random split):",
         "",
     ]
+    refit = bool(split.get("refit"))
+    labels = {
+        "train": "train (refit: every labelled day)" if refit else "train",
+        "validation": "validation (the folds' out-of-time days)" if refit else "validation",
+        "test": "test",
+    }
     out += _table(
         ["window", "from", "to", "transactions", "fraud"],
         [
             [
-                w,
+                labels[w],
                 split[f"{w}_from"][:10],
                 split[f"{w}_to"][:10],
                 str(summary["rows"][w]),
@@ -274,15 +294,12 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
             for w in ("train", "validation", "test")
         ],
     )
-    out += [
-        "",
-        f"Gaps: {split['gap_train_validation_days']:.0f} days between train and validation, "
-        f"{split['gap_validation_test_days']:.0f} days between validation and test.",
-        "",
-        "## Evaluation (test period)",
-        "",
-    ]
-    out += _evaluation_table(test, baseline)
+    out += ["", _gaps(split)]
+    out += sections.folds_section(summary)
+    out += ["", *sections.search_section(summary, SEARCH_SPACE)]
+    out += ["## Evaluation (test period)", ""]
+    out += _evaluation_table(sections.comparison_columns(summary))
+    out += sections.previous_design_lines(summary)
     out += ["", "### Decision tiers", ""]
     out += _table(
         ["tier", "transactions", "share", "fraud", "precision", "recall"],
@@ -299,18 +316,7 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
         ],
     )
     out += ["", "### Recall per fraud scenario", ""]
-    out += _table(
-        ["scenario", "fraud transactions", "alerted (review + decline)", "declined"],
-        [
-            [
-                str(r["scenario"]),
-                str(r["fraud"]),
-                _pct(r["recall_alert"]),
-                _pct(r["recall_decline"]),
-            ]
-            for r in test["scenarios"]
-        ],
-    )
+    out += _table(*sections.scenario_rows(summary))
     out += [
         "",
         "### Against the bank's targets",
@@ -318,12 +324,13 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
         _targets_statement(summary["targets_on_test"]),
         "",
     ]
+    out += sections.curve_section(summary)
     out += [
         "## Decision thresholds",
         "",
         f"- decline if score >= **{choice['thresholds']['decline']:.6g}**; review if score >= "
         f"**{choice['thresholds']['review']:.6g}**; otherwise approve.",
-        f"- Chosen on the validation period: decline = {_decline_rule(choice)}; "
+        f"- Chosen on {_chosen_on(split)}: decline = {_decline_rule(choice)}; "
         f"review = highest score keeping recall "
         f">= {_pct(choice['targets']['recall'], 0)} unless the alert-rate cap of "
         f"{_pct(choice['targets']['max_alert_rate'], 0)} binds first.",
@@ -333,6 +340,7 @@ def render(settings: Settings, alias: str = CHAMPION, fallback: str | None = Non
         f"{_pct(choice['alert_rate'], 2)}; alert cap binding: {choice['alert_cap_binds']}.",
     ]
     out += [f"- Note: {note}" for note in choice.get("notes", [])]
+    out += sections.carry_over_lines(summary)
     out += ["- Stored on the model version (tags `policy.*`, artifact `decision_policy.json`).", ""]
     out += ["## Fairness (test period)", "", *_fairness_section(summary.get("fairness"))]
     importance = list(summary.get("importance", {}).items())[:10]

@@ -3,8 +3,10 @@
 One run holds everything a reviewer needs to trust or reproduce the model: parameters, the
 time split, metrics of the default model and the baseline, the datasets (source + digest), the
 code version, the environment, plots, the fairness audit, the data-validation report, the
-decision policy and the drift reference. The registered version carries the thresholds and the
-gate results as tags, so the scorer and the promotion gate need nothing else.
+decision policy and the drift reference. Each trial of the hyper-parameter search is a nested
+run under it (its parameters, and its average precision on every fold), and the version records
+which trial was chosen. The registered version carries the thresholds and the gate results as
+tags, so the scorer and the promotion gate need nothing else.
 """
 
 from __future__ import annotations
@@ -104,10 +106,12 @@ def _write_json(folder: Path, name: str, data: Any) -> Path:
 
 def decision_policy(outcome: TrainingOutcome) -> dict[str, Any]:
     choice = outcome.default.threshold_choice
+    refit = outcome.split.refit
     return {
         "thresholds": choice.thresholds.as_dict(),
         "rule": "decline if score >= decline; review if review <= score < decline; else approve",
-        "chosen_on": "validation",
+        "chosen_on": "out-of-time scores of the folds' models" if refit else "validation",
+        "carried_to_the_refit_model_as": "probability" if refit else None,
         "validation_window": [
             outcome.split.validation_from.isoformat(),
             outcome.split.validation_to.isoformat(),
@@ -214,6 +218,8 @@ def _version_tags(outcome: TrainingOutcome, data: DataInfo, code: dict[str, str]
         "policy.recall_target": choice.targets.recall,
         "policy.max_alert_rate": choice.targets.max_alert_rate,
         "model.kind": DEFAULT_KIND,
+        "model.params": json.dumps(outcome.default.params, sort_keys=True),
+        "model.genuine_share": outcome.config.genuine_share,
         "model.feature_names": json.dumps(list(outcome.spec.names)),
         "model.categorical_features": json.dumps(list(outcome.spec.categorical)),
         "data.source": data.source,
@@ -231,6 +237,41 @@ def _version_tags(outcome: TrainingOutcome, data: DataInfo, code: dict[str, str]
     for key, value in outcome.split.as_dict().items():
         tags[f"split.{key}"] = value
     return tags
+
+
+def _log_trials(outcome: TrainingOutcome, experiment_id: str) -> dict[str, str]:
+    """Each search trial as a nested run; the tags that name the chosen one on the version."""
+    import mlflow
+
+    search = outcome.default.search
+    if search is None:
+        return {}
+    chosen_run = ""
+    for trial in search.trials:
+        chosen = trial.number == search.best.number
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"search trial {trial.number}", nested=True
+        ) as child:
+            mlflow.log_params({f"model.{key}": value for key, value in trial.params.items()})
+            metrics = {
+                "mean_average_precision": trial.objective,
+                "fit_seconds": trial.fit_seconds,
+            }
+            for fold in trial.folds:
+                metrics[f"fold{fold.fold}_average_precision"] = fold.average_precision
+                metrics[f"fold{fold.fold}_roc_auc"] = fold.roc_auc
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags({"search.trial": trial.number, "search.chosen": str(chosen).lower()})
+            if chosen:
+                chosen_run = child.info.run_id
+    return {
+        "search.trials": str(len(search.trials)),
+        "search.chosen_trial": str(search.best.number),
+        "search.chosen_run_id": chosen_run,
+        "search.objective": "mean average precision over the folds",
+        "search.chosen_mean_average_precision": repr(search.best.objective),
+        "search.chosen_params": json.dumps(search.best.params, sort_keys=True),
+    }
 
 
 def log_training_run(
@@ -254,24 +295,20 @@ def log_training_run(
         mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run,
     ):
         folder = Path(tmp)
-        overrides = outcome.config.overrides
         params: dict[str, Any] = {
-            f"model.{k}": v
-            for k, v in {**model_params(DEFAULT_KIND), **overrides.get(DEFAULT_KIND, {})}.items()
+            f"model.{k}": v for k, v in _fitted_params(outcome.default, DEFAULT_KIND).items()
         }
-        params.update(
-            {
-                f"baseline.{k}": v
-                for k, v in {
-                    **model_params(BASELINE_KIND),
-                    **overrides.get(BASELINE_KIND, {}),
-                }.items()
-            }
-        )
+        baseline_params = _fitted_params(outcome.baseline, BASELINE_KIND, outcome)
+        params.update({f"baseline.{k}": v for k, v in baseline_params.items()})
         params.update({f"split.{k}": v for k, v in outcome.split.as_dict().items()})
         params.update(
             {
                 "seed": outcome.config.seed,
+                "design": "refit" if outcome.split.refit else "holdout",
+                "search.trials": len(outcome.default.search.trials)
+                if outcome.default.search is not None
+                else 0,
+                "genuine_share": outcome.config.genuine_share,
                 "data.source": data.source,
                 "data.sha256": data.sha256,
                 "features.count": len(names),
@@ -301,6 +338,7 @@ def log_training_run(
             }
         )
         _log_datasets(outcome, data)
+        search_tags = _log_trials(outcome, experiment_id)
 
         for name, content in (
             (EVALUATION_ARTIFACT, summary),
@@ -327,12 +365,14 @@ def log_training_run(
             info = _log_model(settings, outcome, env, test, example)
         version = str(info.registered_model_version)
         run_id = run.info.run_id
-    set_version_tags(client, settings.model_name, version, _version_tags(outcome, data, code))
+    tags = {**_version_tags(outcome, data, code), **search_tags}
+    set_version_tags(client, settings.model_name, version, tags)
+    learned = "refit on every labelled day of" if outcome.split.refit else "trained on"
     client.update_model_version(
         settings.model_name,
         version,
         description=(
-            f"Gradient-boosted trees trained on {outcome.split.train_from.date()} to "
+            f"Gradient-boosted trees {learned} {outcome.split.train_from.date()} to "
             f"{outcome.split.train_to.date()} ({data.source}); thresholds review="
             f"{outcome.default.threshold_choice.thresholds.review:.4g}, decline="
             f"{outcome.default.threshold_choice.thresholds.decline:.4g}."
@@ -341,6 +381,14 @@ def log_training_run(
     sign_version(settings, client, settings.model_name, version)
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
     return RegisteredVersion(run_id, settings.model_name, version, experiment_id)
+
+
+def _fitted_params(model: Any, kind: Any, outcome: TrainingOutcome | None = None) -> dict[str, Any]:
+    """The parameters a model was fitted with; for an absent baseline, what it would use."""
+    if model is not None and model.params:
+        return dict(model.params)
+    overrides = outcome.config.overrides.get(kind, {}) if outcome is not None else {}
+    return {**model_params(kind), **overrides}
 
 
 def read_test_window(client: Any, run_id: str) -> pd.DataFrame:

@@ -4,6 +4,12 @@ HistGradientBoosting is fitted with a fixed number of iterations and no early st
 early stopping would hold out a *random* share of the training rows, and every evaluation in
 this project is split by time. Categorical features are declared so that codes are split as
 sets, not as ordered numbers.
+
+A fit may learn from every fraud and a share of the genuine transactions
+(`genuine_sample`): which genuine rows stay is decided by a hash of the transaction id and the
+seed, so a transaction is kept or left out alike in every fold and in the final refit, and the
+kept ones weigh 1 / share so that the model's probabilities stay calibrated to the whole
+population. It makes a fit several times cheaper for little loss: the rare class is all there.
 """
 
 from __future__ import annotations
@@ -67,6 +73,26 @@ def build_model(
     raise ValueError(f"unknown model kind {kind!r}")
 
 
+def genuine_sample(
+    transaction_ids: pd.Series, labels: npt.ArrayLike, share: float, seed: int
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """Which rows a fit learns from (every fraud, about `share` of the rest) and their weights
+    (1 for a fraud, 1 / share for a kept genuine row). `share` 1 keeps every row at weight 1."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"genuine share must be within (0, 1], got {share}")
+    fraud = np.asarray(labels, dtype=np.int64) == 1
+    if share == 1.0:
+        return np.ones(len(fraud), dtype=bool), np.ones(len(fraud))
+    key = f"{seed % 10**16:016d}"
+    hashed = pd.util.hash_pandas_object(
+        transaction_ids.astype(str), index=False, hash_key=key
+    ).to_numpy()
+    uniform = (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    keep = fraud | (uniform < share)
+    weights = np.where(fraud[keep], 1.0, 1.0 / share)
+    return keep, weights
+
+
 def fit_model(
     kind: ModelKind,
     X: pd.DataFrame,
@@ -74,9 +100,10 @@ def fit_model(
     categorical_features: Sequence[str],
     seed: int,
     overrides: Mapping[str, Any] | None = None,
+    sample_weight: npt.ArrayLike | None = None,
 ) -> Any:
     model = build_model(kind, list(X.columns), categorical_features, seed, overrides)
-    model.fit(X, np.asarray(y, dtype=np.int64))
+    model.fit(X, np.asarray(y, dtype=np.int64), sample_weight=sample_weight)
     if kind == "random_forest":
         # Parallel prediction adds the trees' votes in whatever order threads finish, which
         # changes the last bits of the scores from run to run; one thread keeps them exact.

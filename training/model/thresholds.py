@@ -14,11 +14,18 @@ review:  the highest score at which review + decline together catch >= the recal
 
 Candidate thresholds are the observed scores, so every number reported here can be recomputed
 by hand from the validation scores and labels.
+
+Carried to another model (the refit design's final model, whose thresholds were chosen on the
+folds' models): both thresholds carry over as probabilities, and the alert-rate cap, a budget
+on the share of traffic rather than a level of confidence, is enforced again on the new
+model's own scores of recent traffic it never learned from (`cap_on_recent`): a model that
+learned from more days spreads its low scores differently, and on the default history's folds
+the review probability alone alerted on 2.3% of the next days' traffic instead of 2%.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +33,7 @@ import numpy.typing as npt
 
 from fraud.errors import ValidationError
 from stream.scoring import Thresholds
+from training.evaluation import threshold_for_alert_rate
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class ThresholdChoice:
     decline_precision_lower_bound: float | None = None
     decline_rule: str = "observed precision"
     notes: list[str] = field(default_factory=list)
+    # How the thresholds were carried to another model (see `cap_on_recent`); None: not carried.
+    carried: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         result = asdict(self)
@@ -178,4 +188,39 @@ def choose_thresholds(
         decline_precision_lower_bound=lower_bound,
         decline_rule=rule,
         notes=notes,
+    )
+
+
+def cap_on_recent(
+    choice: ThresholdChoice, recent_scores: npt.ArrayLike, where: str = "recent days"
+) -> ThresholdChoice:
+    """`choice` carried to another model: the decline threshold as it is, the review threshold
+    raised (never lowered) to the lowest score that alerts on at most the cap's share of
+    `recent_scores` (that model's scores of traffic it never learned from), at most up to the
+    decline threshold. Without recent scores the thresholds carry over unchanged."""
+    scores = np.asarray(recent_scores, dtype=float)
+    cap = choice.targets.max_alert_rate
+    review, decline = choice.thresholds.review, choice.thresholds.decline
+    carried: dict[str, Any] = {
+        "rule": "probabilities; review raised to keep the alert-rate cap on " + where,
+        "review_from_validation": review,
+        "recent_rows": int(scores.size),
+        "recent_alert_rate_before": float((scores >= review).mean()) if scores.size else None,
+    }
+    notes = list(choice.notes)
+    if scores.size and (scores >= review).mean() > cap:
+        within = threshold_for_alert_rate(scores, cap)
+        if within > review:
+            notes.append(
+                f"alert-rate cap {cap:.1%} on {where}: review threshold raised from "
+                f"{review:.6g} to {min(within, decline):.6g}"
+            )
+            review = min(within, decline)
+    carried["recent_alert_rate"] = float((scores >= review).mean()) if scores.size else None
+    carried["review_raised"] = review != choice.thresholds.review
+    return replace(
+        choice,
+        thresholds=Thresholds(review=review, decline=decline),
+        notes=notes,
+        carried=carried,
     )

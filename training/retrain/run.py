@@ -18,8 +18,11 @@ What the challenger learns from, and what it is judged on:
   features exactly as logged (what the scorer will compute again, quirks of the live feature
   store included).
 - The history is replayed through the stream features as `fraud train` does, with the champion's
-  own time split when the history file is the one the champion was trained on (same sha256), so
-  that the challenger differs from the champion by the feedback only. Its validation window
+  own time split when the history file is the one the champion was trained on (same sha256), and
+  the champion's own hyper-parameters and genuine sample (no new search; `--param` overrides),
+  so that the challenger differs from the champion by the feedback only. In the refit design
+  the thresholds come from the history's folds (the feedback rows are newer than any fold) and
+  the challenger is refit on the history's training window plus the older feedback. Its validation window
   chooses the thresholds: a representative population, where an alert-rate cap means something
   (in a set of alerts it would not). Its test window is audited for fairness and scored by both
   models for `fraud promote`'s not_worse gate (within `history_tolerance`): a check that the
@@ -81,7 +84,7 @@ class RetrainOptions:
     feedback_label_delay: timedelta | None = None  # default: settings.label_delay_days
     history_label_delay_days: int | None = None  # default: settings.label_delay_days
     test_days: int = 10
-    validation_days: int = 8
+    validation_days: int = 15
     warmup_days: int = 7
     recent_share: float = 0.3
     minimums: Minimums = field(default_factory=Minimums)
@@ -134,6 +137,19 @@ def _champion_split(tags: dict[str, str], history_sha: str) -> TimeSplit | None:
         return TimeSplit.from_dict(values)
     except (KeyError, ValueError):
         return None
+
+
+def _champion_model(tags: dict[str, str]) -> dict[str, Any]:
+    """The champion's fitted hyper-parameters and genuine share, as its version records them
+    (a version from before they were recorded: the estimator's defaults and every row)."""
+    import json
+
+    try:
+        params = json.loads(tags.get("model.params") or "{}")
+        share = float(tags.get("model.genuine_share") or 1.0)
+    except ValueError:
+        params, share = {}, 1.0
+    return {"params": params, "genuine_share": share}
 
 
 def _check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
@@ -244,6 +260,8 @@ def _run(settings: Settings, options: RetrainOptions, step: Step) -> RetrainResu
 
     windows = combine_windows(split_windows(history, split), feedback_rows(older, spec))
     gate = _fairness_gate(options)
+    inherited = _champion_model(dict(champion.tags))
+    params = {**inherited["params"], **options.model_params}
     config = TrainConfig(
         seed=options.seed,
         targets=PolicyTargets(
@@ -251,9 +269,8 @@ def _run(settings: Settings, options: RetrainOptions, step: Step) -> RetrainResu
         ),
         fairness_gate=gate,
         with_baseline=False,
-        overrides={"hist_gradient_boosting": dict(options.model_params)}
-        if options.model_params
-        else {},
+        overrides={"hist_gradient_boosting": params} if params else {},
+        genuine_share=inherited["genuine_share"],
     )
     with step(f"train the challenger on {len(windows['train']):,} rows"):
         outcome = train_challenger(windows, split, spec, config, test_groups)

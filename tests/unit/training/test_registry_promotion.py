@@ -36,7 +36,9 @@ def settings(tmp_path_factory) -> Settings:
 @pytest.fixture(scope="module")
 def data():
     labelled = synthetic_labelled(days=40, per_day=300, seed=4)
-    split = default_split(labelled["timestamp"], timedelta(days=7), warmup_days=1)
+    split = default_split(
+        labelled["timestamp"], timedelta(days=7), validation_days=9, warmup_days=1
+    )
     groups = attach_groups(labelled, synthetic_customers(), split.test_from)
     return labelled, split, groups
 

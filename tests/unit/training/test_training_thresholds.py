@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fraud.errors import ValidationError
-from training.model import PolicyTargets, choose_thresholds
+from training.model import PolicyTargets, cap_on_recent, choose_thresholds
 
 # 20 transactions, highest score first. Frauds at ranks 1-4, 6, 9, 12, 15, 18, 20.
 SCORES = np.array([0.99, 0.97, 0.95, 0.93, 0.90, 0.85, 0.80, 0.75, 0.70, 0.65,
@@ -123,3 +123,22 @@ def test_decline_confidence_must_be_a_probability_of_at_least_a_half():
         PolicyTargets(decline_confidence=1.0)
     with pytest.raises(ValueError, match="decline_confidence"):
         PolicyTargets(decline_confidence=0.2)
+
+
+def test_carried_thresholds_keep_the_alert_cap_on_the_new_models_recent_scores():
+    targets = PolicyTargets(0.8, 0.8, max_alert_rate=0.75, decline_confidence=None)
+    choice = choose_thresholds(SCORES, LABELS, targets)  # review 0.40 (15 of 20), decline 0.85
+    assert (choice.thresholds.review, choice.thresholds.decline) == (0.40, 0.85)
+    # The new model spreads higher: 0.40 would alert on 16 of 20 of its recent scores.
+    recent = np.array([0.95, 0.9, 0.8, 0.7, 0.65, 0.6, 0.55, 0.5, 0.45, 0.44, 0.43, 0.42,
+                       0.41, 0.405, 0.402, 0.401, 0.1, 0.1, 0.1, 0.1])  # fmt: skip
+    carried = cap_on_recent(choice, recent)
+    assert carried.thresholds.decline == choice.thresholds.decline
+    assert carried.thresholds.review == 0.402  # 15 of 20 = the 75% cap
+    assert carried.carried["recent_alert_rate_before"] == pytest.approx(16 / 20)
+    assert carried.carried["recent_alert_rate"] == pytest.approx(15 / 20)
+    assert any("raised from 0.4 to 0.402" in note for note in carried.notes)
+    # Never lowered, never above the decline threshold, unchanged without recent scores.
+    assert cap_on_recent(choice, np.full(20, 0.01)).thresholds == choice.thresholds
+    assert cap_on_recent(choice, np.full(20, 0.99)).thresholds.review == 0.85
+    assert cap_on_recent(choice, np.empty(0)).thresholds == choice.thresholds

@@ -46,10 +46,26 @@ def test_clean_history_passes_and_keeps_every_row():
     assert result.rejected.empty
 
 
+def test_rows_without_a_label_yet_are_kept_and_marked():
+    frame = history(10)
+    frame["is_fraud"] = frame["is_fraud"].astype("Int64")
+    frame.loc[[7, 8], "is_fraud"] = pd.NA  # verdicts still pending
+    result = validate_history(frame)
+    report = result.report
+    assert report.passed and report.rows_kept == 10 and report.rows_unlabelled == 2
+    assert "2 without a label yet" in report.summary_lines()[0]
+    kept = result.frame.set_index("transaction_id")
+    assert kept.loc[["tx7", "tx8"], "is_labelled"].tolist() == [False, False]
+    assert kept.loc[["tx7", "tx8"], "is_fraud"].tolist() == [0, 0]  # no confirmed fraud
+    assert kept["is_labelled"].sum() == 8 and kept.loc["tx9", "is_fraud"] == 1
+    frame.loc[9, "is_fraud"] = pd.NA  # the only fraud's verdict pending: nothing to learn
+    assert not validate_history(frame).report.passed
+
+
 def test_bad_rows_are_rejected_counted_and_kept_for_inspection():
     frame = history(10)
     frame.loc[1, "amount"] = -4.0  # range
-    frame.loc[2, "is_fraud"] = None  # label missing
+    frame.loc[2, "is_fraud"] = 3  # not a label
     frame.loc[3, "channel"] = "phone"  # unknown channel
     frame.loc[4, "terminal_lat"] = 123.0  # out of range
     frame.loc[5, "transaction_id"] = "tx0"  # duplicate id
@@ -62,7 +78,7 @@ def test_bad_rows_are_rejected_counted_and_kept_for_inspection():
     assert not report.passed
     assert sorted(result.rejected.index) == [1, 2, 3, 4, 5, 6]
     assert problem(report, "amount", "greater_than").rows == 1
-    assert problem(report, "is_fraud", "missing value").rows == 1
+    assert problem(report, "is_fraud", "isin").rows == 1
     assert problem(report, "channel", "isin").rows == 1
     assert problem(report, "terminal_lat", "in_range").rows == 1
     assert problem(report, "transaction_id", "duplicate").rows == 1
