@@ -70,28 +70,9 @@ def create_agent_app(settings: Any, meter: AgentMeter, result: Path) -> Any:
     """The consume-only app on `settings` (a fraud.settings.Settings)."""
     import faust
 
-    from stream.kafka_io import faust_credentials
+    from stream.worker import faust_app_options
 
-    app = faust.App(
-        settings.consumer_group,
-        broker=f"kafka://{settings.kafka_bootstrap_servers}",
-        broker_credentials=faust_credentials(settings.kafka),
-        key_serializer="raw",
-        value_serializer="raw",
-        store="memory://",
-        web_host=settings.web_host,
-        web_bind=settings.web_host,
-        web_port=settings.web_port,
-        topic_disable_leader=True,
-        topic_allow_declare=False,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        datadir=str(
-            settings.state_dir / "faust" / f"{settings.consumer_group}-{settings.web_port}"
-        ),
-    )
+    app = faust.App(settings.consumer_group, **faust_app_options(settings))
     topic = app.topic(settings.topics.transactions, key_serializer="raw", value_serializer="raw")
     written_at = 0.0
 

@@ -9,7 +9,7 @@ batch's records on the broker and waits for all of them; `models` keeps the cham
 with card numbers masked.
 """
 
-from stream.worker.app import Worker, build_worker, create_app
+from stream.worker.app import Worker, build_worker, create_app, faust_app_options
 from stream.worker.handler import BatchHandler, PreparedBatch, RawMessage
 from stream.worker.logs import logging_config
 from stream.worker.metrics import DECISIONS, ScorerMetrics
@@ -27,5 +27,6 @@ __all__ = [
     "Worker",
     "build_worker",
     "create_app",
+    "faust_app_options",
     "logging_config",
 ]

@@ -129,19 +129,36 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+def faust_app_options(settings: Settings) -> dict[str, Any]:
+    """The `faust.App` options of the worker's broker connection and consumer group: broker and
+    credentials, raw serializers, no tables, the web port, topics never declared by Faust,
+    commits every second, the session timeout and heartbeat, the data directory."""
+    return {
+        "broker": f"kafka://{settings.kafka_bootstrap_servers}",
+        "broker_credentials": faust_credentials(settings.kafka),
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "store": "memory://",
+        "web_host": settings.web_host,
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        "topic_disable_leader": True,
+        "topic_allow_declare": False,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_interval": 1.0,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+        "datadir": str(
+            settings.state_dir / "faust" / f"{settings.consumer_group}-{settings.web_port}"
+        ),
+    }
+
+
 def create_app(worker: Worker) -> faust.App:
     settings = worker.settings
     app = BatchApp(
         settings.consumer_group,
-        broker=f"kafka://{settings.kafka_bootstrap_servers}",
-        broker_credentials=faust_credentials(settings.kafka),
-        key_serializer="raw",
-        value_serializer="raw",
-        store="memory://",
-        web_host=settings.web_host,
-        web_bind=settings.web_host,
-        web_port=settings.web_port,
-        topic_disable_leader=True,
+        **faust_app_options(settings),
         # Faust's own pages (/router, /table, /graph, stats) would show internals to anyone
         # who reaches the port: off. The worker serves /health, /metrics and /predict.
         web_router_enabled=False,
@@ -149,17 +166,9 @@ def create_app(worker: Worker) -> faust.App:
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
-        topic_allow_declare=False,
-        consumer_auto_offset_reset="earliest",
         # A fetch hands at most this many records to the route: a full batch when behind, what
         # has arrived when caught up (small batches, low latency).
         broker_max_poll_records=settings.batch_size,
-        broker_commit_interval=1.0,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        datadir=str(
-            settings.state_dir / "faust" / f"{settings.consumer_group}-{settings.web_port}"
-        ),
     )
     transactions = app.topic(
         settings.topics.transactions, key_serializer="raw", value_serializer="raw"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from stream.worker import BatchProducer, ScorerMetrics
 from tests.support.worker import (
     BackgroundTraffic,
     KafkaBroker,
+    decisions_by_transaction,
     produce,
     scrape,
     wait_until,
@@ -111,12 +112,7 @@ def test_worker_survives_a_broker_restart(broker, worker_env, consume_raw):
         decisions = _decided(consume_raw, worker_env.topics["decisions"], expected, broker)
         assert worker.popen.poll() is None, "the worker exited"
 
-    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for decision in decisions:
-        by_id[decision["transaction_id"]].append(decision)
-    assert set(by_id) == expected
-    for tx, copies in by_id.items():
-        assert all(copy["features"] == copies[0]["features"] for copy in copies), tx
+    decisions_by_transaction(decisions, expected)
 
 
 def _decided(consume_raw, topic: str, expected: set[str], broker: KafkaBroker) -> list[dict]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +26,7 @@ from stream.features import RedisFeatureStore
 from tests.support.processes import wait_healthy
 from tests.support.worker import (
     BackgroundTraffic,
+    decisions_by_transaction,
     group_assignment,
     scrape,
     wait_until,
@@ -138,10 +138,7 @@ def test_survivor_takes_over_and_aggregates_match_a_clean_run(
         assert survivor.popen.poll() is None
 
     # Each transaction decided; a second decision only from the rebalance after the kill.
-    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for decision in sorted(decisions, key=lambda d: d["decided_at"]):
-        by_id[decision["transaction_id"]].append(decision)
-    assert set(by_id) == expected
+    by_id = decisions_by_transaction(sorted(decisions, key=lambda d: d["decided_at"]), expected)
     partition_of = {orjson.loads(r.value)["transaction_id"]: r.partition for r in inputs}
     after_kill = {
         partition_of[tx] for tx, copies in by_id.items() if copies[-1]["decided_at"] > killed_at

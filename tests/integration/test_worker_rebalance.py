@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
-from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +18,13 @@ from fraud.settings import KafkaConnection
 from stream.features import RedisFeatureStore
 from stream.kafka_io import make_consumer
 from tests.integration.test_worker_failover import _all_decisions, _events_in_time_order, _state
-from tests.support.worker import BackgroundTraffic, group_assignment, scrape, wait_until
+from tests.support.worker import (
+    BackgroundTraffic,
+    decisions_by_transaction,
+    group_assignment,
+    scrape,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -94,12 +98,7 @@ def test_a_second_worker_joins_mid_stream(worker_env, consume_raw, redis_client)
             time.sleep(2)  # a last commit and sample after the traffic ended
 
     # Every transaction decided (at least once); repeats carry the same features.
-    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for decision in decisions:
-        by_id[decision["transaction_id"]].append(decision)
-    assert set(by_id) == expected
-    for tx, copies in by_id.items():
-        assert all(copy["features"] == copies[0]["features"] for copy in copies), tx
+    decisions_by_transaction(decisions, expected)
 
     # No committed offset ahead of its outputs, at any sampled moment.
     where = {(r.partition, r.offset): orjson.loads(r.value)["transaction_id"] for r in inputs}

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -128,6 +129,21 @@ def wait_until(condition: Any, timeout_s: float, what: str, pause_s: float = 0.2
             return value
         time.sleep(pause_s)
     raise AssertionError(f"{what}: not within {timeout_s} s")
+
+
+def decisions_by_transaction(
+    decisions: list[dict[str, Any]], expected: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Transaction id -> its decisions in the order `decisions` holds them, after asserting
+    that every expected transaction, and no other, was decided, and that a repeated decision
+    (at-least-once) carries the features of the first."""
+    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for decision in decisions:
+        by_id[decision["transaction_id"]].append(decision)
+    assert set(by_id) == expected
+    for tx, copies in by_id.items():
+        assert all(copy["features"] == copies[0]["features"] for copy in copies), tx
+    return by_id
 
 
 def group_assignment(bootstrap: str, group: str, topic: str) -> dict[str, list[int]]:

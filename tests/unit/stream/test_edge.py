@@ -8,21 +8,9 @@ import pytest
 from fraud.settings import Settings
 from schemas import validator
 from stream.edge import Admitted, DeadLetter, PanKey, Source, admit, pan, token_key_id
+from tests.support.edge import KEY, PAN, VALID
 
-KEY = PanKey("t1", b"test-key")
 SRC = Source("transactions", 3, 42)
-VALID = {
-    "transaction_id": "tx-1",
-    "timestamp": "2026-03-01T08:15:00Z",
-    "card_id": "card-00001",
-    "customer_id": "cust-1",
-    "terminal_id": "term-1",
-    "merchant_category": "5411",
-    "channel": "pos",
-    "amount": 12.5,
-    "currency": "EUR",
-}
-PAN = "4111111111111111"  # a well-known Luhn-valid test number
 
 
 def _admit(event) -> Admitted | DeadLetter:

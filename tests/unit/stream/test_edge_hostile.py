@@ -16,28 +16,15 @@ from stream.edge import (
     DeadLetter,
     EdgeLimits,
     EventTimeGuard,
-    PanKey,
     Source,
     Stamped,
     admit,
     contains_pan,
     luhn_valid,
 )
+from tests.support.edge import KEY, PAN, VALID
 
-KEY = PanKey("t1", b"test-key")
 SRC = Source("transactions", 1, 7)
-PAN = "4111111111111111"
-VALID = {
-    "transaction_id": "tx-1",
-    "timestamp": "2026-03-01T08:15:00Z",
-    "card_id": "card-00001",
-    "customer_id": "cust-1",
-    "terminal_id": "term-1",
-    "merchant_category": "5411",
-    "channel": "pos",
-    "amount": 12.5,
-    "currency": "EUR",
-}
 DIGITS = re.compile(r"[0-9][0-9 .\-]{11,}[0-9]")
 
 
