@@ -197,37 +197,45 @@ def sampling_tables(profile: Mapping[str, Any], top: int = 15) -> list[Table]:
     threads."""
     cpu = profile["cpu"]
     loop = {row["area"]: row for row in (profile.get("event_loop_wall") or {}).get("by_area", [])}
+    lane = {row["area"]: row for row in (profile.get("store_lane_wall") or {}).get("by_area", [])}
     decisions = profile.get("decisions")
     areas = Table(
         title=f"Worker profile (py-spy, {profile['rate_hz']:g} Hz, {profile['window_s']:.1f} s, "
-        f"{_num(decisions)} decisions): CPU by area, every thread; event loop's wall time"
+        f"{_num(decisions)} decisions): CPU by area, every thread; wall time of the event loop "
+        "and of the store lane"
     )
     areas.caption = (
         "CPU share = share of the active samples (every thread); CPU s and µs/decision = that "
-        f"share of the worker's {cpu['seconds_from']}; loop wall share = share of the event "
-        "loop thread's wall time (Redis wait: blocked reading the script's reply)"
+        f"share of the worker's {cpu['seconds_from']}; loop / lane wall share = share of the "
+        "event loop thread's / the store lane thread's wall time (Redis wait: blocked reading "
+        "a script's reply)"
     )
-    for name in ("area", "CPU s", "CPU share", "CPU µs/decision", "loop wall share"):
+    for name in ("area", "CPU s", "CPU share", "CPU µs/decision", "loop wall", "lane wall"):
         areas.add_column(name, justify="left" if name == "area" else "right")
+
+    def wall_share(walls: Mapping[str, Any], area: str) -> str:
+        return "-" if area not in walls else f"{walls[area]['share']:.1%}"
+
     seen = set()
     for row in cpu["by_area"]:
         seen.add(row["area"])
-        wall = loop.get(row["area"])
         areas.add_row(
             row["area"],
             _num(row["seconds"], 2),
             f"{row['share']:.1%}",
             _num(row["us_per_decision"], 1),
-            "-" if wall is None else f"{wall['share']:.1%}",
+            wall_share(loop, row["area"]),
+            wall_share(lane, row["area"]),
         )
-    for area, wall in loop.items():
+    for area in dict.fromkeys([*loop, *lane]):
         if area not in seen:
-            areas.add_row(area, "-", "-", "-", f"{wall['share']:.1%}")
+            areas.add_row(area, "-", "-", "-", wall_share(loop, area), wall_share(lane, area))
     areas.add_row(
         "[bold]total[/bold]",
         _num(cpu["seconds"], 2),
         "100%",
         _num(cpu.get("us_per_decision"), 1),
+        "",
         "",
     )
     functions = Table(title="Worker profile: top functions by CPU samples (innermost Python frame)")

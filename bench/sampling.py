@@ -7,9 +7,10 @@ root first (`thread (TID): NAME;func (file:line);... COUNT`). Two recordings of 
   running or runnable): how the process's CPU divides, every thread; the seconds come from
   the process's CPU time over the same window, since a runnable thread on a busy machine is
   sampled while it waits for a core;
-- `wall`: every sample of every thread (--idle); only the event loop's thread is read from it,
-  to see how much of the loop's time goes to waiting on Redis (the feature store's client
-  blocks the loop while a script runs) and how much the loop sits idle.
+- `wall`: every sample of every thread (--idle); the event loop's thread and the handler's
+  store lane (the thread that aggregates each batch: `BatchHandler.begin`) are read from it, to
+  see how much of each one's time goes to waiting on Redis (the feature store's client blocks
+  its thread while a script runs) and how much each sits idle.
 
 Each sample is given one area by its innermost frame that belongs to an owner (`AREA_RULES`,
 first rule that matches a frame wins, frames walked from the leaf up): generic code (numpy,
@@ -77,6 +78,7 @@ AREA_RULES: tuple[tuple[str, str, frozenset[str] | None], ...] = (
 
 # The event loop's own frames: callbacks run below `Handle._run`, polling below `_run_once`.
 MAIN_THREAD = "MainThread"
+STORE_LANE_THREAD = "store-lane_0"  # BatchHandler's one-thread executor
 LOOP_FRAMES: tuple[tuple[str, frozenset[str] | None], ...] = (
     ("/asyncio/base_events.py", frozenset({"BaseEventLoop._run_once"})),
     ("/asyncio/events.py", frozenset({"Handle._run"})),
@@ -276,7 +278,8 @@ def cpu_summary(
 def loop_wall_summary(
     stacks: Sequence[Stack], rate_hz: float, decisions: int | None, thread: str = MAIN_THREAD
 ) -> dict[str, Any]:
-    """Where the event loop's thread spends its wall time: busy areas, Redis wait, idle."""
+    """Where one thread (default: the event loop's) spends its wall time: busy areas, Redis
+    wait, idle."""
     by_area: Counter[str] = Counter()
     for stack in stacks:
         if stack.thread == thread:
@@ -299,7 +302,8 @@ def profile_summary(
     cpu_s: float | None = None,
     top: int = 20,
 ) -> dict[str, Any]:
-    """The results document's `profile`: CPU by area and the event loop's wall time."""
+    """The results document's `profile`: CPU by area, and the wall time of the event loop and
+    of the store lane (when the worker has one)."""
     summary: dict[str, Any] = {
         "kind": "sampling (py-spy)",
         "rate_hz": rate_hz,
@@ -308,7 +312,11 @@ def profile_summary(
         "cpu": cpu_summary(list(cpu), rate_hz, decisions, cpu_s, top),
     }
     if wall is not None:
-        summary["event_loop_wall"] = loop_wall_summary(list(wall), rate_hz, decisions)
+        wall = list(wall)
+        summary["event_loop_wall"] = loop_wall_summary(wall, rate_hz, decisions)
+        lane = loop_wall_summary(wall, rate_hz, decisions, thread=STORE_LANE_THREAD)
+        if lane["samples"]:
+            summary["store_lane_wall"] = lane
     return summary
 
 

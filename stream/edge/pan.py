@@ -30,10 +30,15 @@ from fraud.settings import Settings
 # One run of 13-19 digits, never the fraction of a number written as text ("40.84442571827383":
 # no match right after "<digit>." or "<digit>,"); or groups of 3-6 digits joined by one
 # separator, standing on their own (no letter or digit glued to either end, so the digit groups
-# of a hex identifier like "dev-eb72-7482-8288-674f" are not read as one).
+# of a hex identifier like "dev-eb72-7482-8288-674f" are not read as one). Written as
+#   (?<![0-9])(?<![0-9][.,])[0-9]{13,19}(?![0-9])
+#   | (?<![0-9A-Za-z])[0-9]{3,6}(?:[ .-][0-9]{3,6}){1,5}(?![0-9A-Za-z])
+# but with each alternative opening on its first digit and looking behind that digit: a pattern
+# that starts with a character class lets the regex engine skip ahead to the next digit, about
+# 3x faster over a transaction (tests/unit/stream/test_edge.py checks both forms agree).
 _CANDIDATE = re.compile(
-    r"(?<![0-9])(?<![0-9][.,])[0-9]{13,19}(?![0-9])"
-    r"|(?<![0-9A-Za-z])[0-9]{3,6}(?:[ .-][0-9]{3,6}){1,5}(?![0-9A-Za-z])"
+    r"[0-9](?<![0-9][0-9])(?<![0-9][.,][0-9])[0-9]{12,18}(?![0-9])"
+    r"|[0-9](?<![0-9A-Za-z][0-9])[0-9]{2,5}(?:[ .-][0-9]{3,6}){1,5}(?![0-9A-Za-z])"
 )
 _SEPARATORS = str.maketrans("", "", " .-")
 TOKEN_PREFIX = "tok_"

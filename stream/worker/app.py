@@ -2,8 +2,9 @@
 model poll and the HTTP views.
 
 Transactions bypass Faust's per-event stream: each fetched batch goes to a `PipelinedRoute`
-(stream/worker/batches.py, route.py), which scores batch N+1 while batch N's outputs flush and
-acknowledges a batch's offsets only once every output of it is on the broker
+(stream/worker/batches.py, route.py), which admits batch N+1 while batch N waits for its
+aggregates on the store lane (`BatchHandler.begin`) and scores it while batch N's outputs flush,
+and acknowledges a batch's offsets only once every output of it is on the broker
 (`BatchProducer.deliver`), so committed offsets never run ahead of decisions. Faust keeps the
 group, rebalances, commits, timers, web views and the feedback agent.
 """
@@ -181,7 +182,7 @@ def create_app(worker: Worker) -> faust.App:
         await app.crash(exc)
 
     route: PipelinedRoute[FetchedBatch, PreparedBatch] = PipelinedRoute(
-        prepare=lambda batch: worker.handler.prepare(_records(batch)),
+        prepare=lambda batch: worker.handler.begin(_records(batch)),
         deliver=worker.handler.publish,
         on_done=lambda batch: app.batch_consumer.ack_batch(batch),
         on_failure=crash,
@@ -253,7 +254,7 @@ def create_app(worker: Worker) -> faust.App:
             if worker.models.current is None:
                 return self.json({"error": "no model loaded"}, status=503)
             # Read-only: a request may look at the aggregates, never add to them.
-            scored = worker.handler.score([result], write=False)
+            scored = await worker.handler.score_read_only([result])
             return self.bytes(orjson.dumps(scored.decisions[0]), content_type="application/json")
 
     return app

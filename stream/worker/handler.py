@@ -11,18 +11,26 @@ Nothing an input holds can stop the batch or take its batch-mates with it:
 - `prepare` never raises: an unexpected failure of the batch itself is logged, counted
   (`fraud_batch_failures_total`, alerted on) and the batch's inputs are dead-lettered.
 
+The worker's route calls `begin` rather than `prepare`: the batch is admitted at once, its
+aggregates are read and written on the store lane (one thread: batches reach the store in the
+order they were admitted) and it is scored when they are back. So while one batch waits for the
+Redis scripts, the event loop's thread admits the next batch or scores and encodes the previous
+one, instead of waiting too.
+
 Feedback gets the same treatment, record by record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -51,6 +59,9 @@ from stream.worker.output import BatchProducer
 log = logging.getLogger(__name__)
 
 Record = tuple[str, bytes | None, bytes]
+T = TypeVar("T")
+# A batch's aggregates: feature rows, which rows were decided degraded, conflicting rows.
+Aggregates = tuple[list[dict[str, float | None]], list[bool], list[int]]
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,29 @@ class BatchHandler:
         self._redis_down_until = 0.0
         # Events decided with default aggregates, oldest first, waiting for Redis to return.
         self._backlog: deque[dict[str, Any]] = deque()
+        # The store lane: every batch's aggregation, in the order `begin` admitted the batches
+        # (the store, the degraded mode and the backfill are only ever touched from it there).
+        self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-lane")
+        self._lane_tail: Future[Any] | None = None  # the last work given to the lane
+
+    # Below this many events, a batch that finds the store lane idle is aggregated at once on
+    # the caller's thread: a small batch means the worker keeps up, there is nothing to overlap
+    # its Redis round trips with, and the hop to the lane's thread would only add latency.
+    lane_min_events = 64
+
+    def _on_lane(self, size: int, work: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """`work` on the store lane, after everything given to it before (or at once, see
+        `lane_min_events`); its result or exception in the returned future."""
+        tail = self._lane_tail
+        if size < self.lane_min_events and (tail is None or tail.done()):
+            done: Future[T] = Future()
+            try:
+                done.set_result(work(*args, **kwargs))
+            except Exception as exc:  # noqa: BLE001 - handed over, as the lane would
+                done.set_exception(exc)
+            return done
+        self._lane_tail = self._lane.submit(work, *args, **kwargs)
+        return self._lane_tail
 
     # -- transactions -------------------------------------------------------------------
 
@@ -116,9 +150,7 @@ class BatchHandler:
             exception=type(exc).__name__,
         )
 
-    def features(
-        self, events: list[dict[str, Any]], *, write: bool = True
-    ) -> tuple[list[dict[str, float | None]], list[bool], list[int]]:
+    def features(self, events: list[dict[str, Any]], *, write: bool = True) -> Aggregates:
         """Aggregates from Redis, or defaults (degraded) while Redis is unreachable or failing;
         also the rows whose transaction id was taken by other content.
 
@@ -182,14 +214,31 @@ class BatchHandler:
         batch, _conflicts = self._score(admitted, write=write)
         return batch
 
+    async def score_read_only(self, admitted: list[Admitted]) -> ScoredBatch:
+        """`score` without writing anything (`POST /predict`), aggregated on the store lane."""
+        looking = self._on_lane(len(admitted), self._aggregate, admitted, write=False)
+        scored, _conflicts = self._score_aggregated(admitted, await asyncio.wrap_future(looking))
+        return scored
+
     def _score(
         self, admitted: list[Admitted], *, write: bool = True
+    ) -> tuple[ScoredBatch, list[int]]:
+        return self._score_aggregated(admitted, self._aggregate(admitted, write=write))
+
+    def _aggregate(self, admitted: list[Admitted], *, write: bool = True) -> Aggregates:
+        """The batch's aggregates (`features`); without a model the store is left alone."""
+        if self.models.current is None:
+            raise RuntimeError("no model loaded")
+        return self.features([item.event for item in admitted], write=write)
+
+    def _score_aggregated(
+        self, admitted: list[Admitted], aggregates: Aggregates
     ) -> tuple[ScoredBatch, list[int]]:
         model = self.models.current  # one version for the whole batch
         if model is None:
             raise RuntimeError("no model loaded")
         events = [item.event for item in admitted]
-        feature_rows, degraded, conflicts = self.features(events, write=write)
+        feature_rows, degraded, conflicts = aggregates
         now = datetime.now(UTC)
         arrived = [
             now.timestamp() if item.source.timestamp is None else item.source.timestamp
@@ -212,20 +261,31 @@ class BatchHandler:
         try:
             scored, conflicts = self._score(admitted)
         except Exception as exc:  # noqa: BLE001 - isolated below, one event at a time
-            if len(admitted) == 1:
-                item = admitted[0]
-                log.warning("an event failed aggregation or scoring: %r", exc)
-                return ScoredBatch([], []), [self._processing_error(_raw(item), item.source, exc)]
-            middle = len(admitted) // 2
-            first, first_dead = self._score_isolated(admitted[:middle])
-            second, second_dead = self._score_isolated(admitted[middle:])
-            merged = ScoredBatch(
-                first.decisions + second.decisions,
-                first.alerts + second.alerts,
-                first.untrusted + second.untrusted,
-            )
-            return merged, first_dead + second_dead
-        dead = [
+            return self._isolate(admitted, exc)
+        return scored, self._duplicates(admitted, conflicts)
+
+    def _isolate(
+        self, admitted: list[Admitted], exc: Exception
+    ) -> tuple[ScoredBatch, list[DeadLetter]]:
+        """`_score_isolated` of a batch whose whole failed with `exc`: halves, down to the
+        failing events alone."""
+        if len(admitted) == 1:
+            item = admitted[0]
+            log.warning("an event failed aggregation or scoring: %r", exc)
+            return ScoredBatch([], []), [self._processing_error(_raw(item), item.source, exc)]
+        middle = len(admitted) // 2
+        first, first_dead = self._score_isolated(admitted[:middle])
+        second, second_dead = self._score_isolated(admitted[middle:])
+        merged = ScoredBatch(
+            first.decisions + second.decisions,
+            first.alerts + second.alerts,
+            first.untrusted + second.untrusted,
+        )
+        return merged, first_dead + second_dead
+
+    def _duplicates(self, admitted: list[Admitted], conflicts: list[int]) -> list[DeadLetter]:
+        """Dead letters of the rows whose transaction id was taken by other content."""
+        return [
             dead_letter(
                 "duplicate_id",
                 _raw(admitted[row]),
@@ -238,7 +298,6 @@ class BatchHandler:
             )
             for row in conflicts
         ]
-        return scored, dead
 
     def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
         """Admit, aggregate and score a batch: everything but the output. Never raises."""
@@ -267,6 +326,56 @@ class BatchHandler:
             return PreparedBatch(empty, dead, self._records(empty, dead))
 
     def _prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
+        admitted, dead = self._admit_batch(messages)
+        scored = ScoredBatch([], [])
+        if admitted:
+            scored, failed = self._score_isolated(admitted)
+            dead.extend(failed)
+        return PreparedBatch(scored, dead, self._records(scored, dead))
+
+    def begin(self, messages: Sequence[RawMessage]) -> Awaitable[PreparedBatch]:
+        """`prepare` in stages: the batch is admitted now, on the caller's thread; its
+        aggregates are computed on the store lane (batches in the order they began); it is
+        scored and encoded when the returned awaitable runs, on the caller's thread again.
+        Neither this nor the awaitable raises: as in `prepare`, a failed event is
+        dead-lettered alone and a failure of the whole batch dead-letters its inputs."""
+        try:
+            admitted, dead = self._admit_batch(messages)
+            aggregates = None
+            if admitted:
+                aggregating = self._on_lane(len(admitted), self._aggregate, admitted)
+                aggregates = asyncio.wrap_future(aggregating)
+        except Exception:  # a bug at batch level: `prepare` dead-letters the inputs
+            log.exception("admitting a batch of %d failed", len(messages))
+            return _ready(self.prepare(messages))
+        return self._finish(messages, admitted, dead, aggregates)
+
+    async def _finish(
+        self,
+        messages: Sequence[RawMessage],
+        admitted: list[Admitted],
+        dead: list[DeadLetter],
+        aggregates: Awaitable[Aggregates] | None,
+    ) -> PreparedBatch:
+        try:
+            scored = ScoredBatch([], [])
+            if aggregates is not None:
+                try:
+                    scored, conflicts = self._score_aggregated(admitted, await aggregates)
+                    failed = self._duplicates(admitted, conflicts)
+                except Exception as exc:  # noqa: BLE001 - isolated on the lane, as in prepare
+                    isolated = self._on_lane(len(admitted), self._isolate, admitted, exc)
+                    scored, failed = await asyncio.wrap_future(isolated)
+                dead.extend(failed)
+            return PreparedBatch(scored, dead, self._records(scored, dead))
+        except Exception:  # a bug at batch level: `prepare` dead-letters the inputs
+            log.exception("finishing a batch of %d failed", len(messages))
+            return self.prepare(messages)
+
+    def _admit_batch(
+        self, messages: Sequence[RawMessage]
+    ) -> tuple[list[Admitted], list[DeadLetter]]:
+        """Every input admitted or dead-lettered, then the event times checked."""
         self.metrics.batch_size.observe(len(messages))
         admitted: list[Admitted] = []
         dead: list[DeadLetter] = []
@@ -280,11 +389,7 @@ class BatchHandler:
                 dead.append(result)
         admitted, late = self._check_event_times(admitted)
         dead.extend(late)
-        scored = ScoredBatch([], [])
-        if admitted:
-            scored, failed = self._score_isolated(admitted)
-            dead.extend(failed)
-        return PreparedBatch(scored, dead, self._records(scored, dead))
+        return admitted, dead
 
     def _check_event_times(
         self, admitted: list[Admitted]
@@ -322,8 +427,8 @@ class BatchHandler:
         self._observe(batch.scored, batch.dead)
 
     async def handle(self, messages: Sequence[RawMessage]) -> ScoredBatch:
-        """One batch start to finish: `prepare`, then `publish`."""
-        batch = self.prepare(messages)
+        """One batch start to finish, as the worker runs it: `begin`, then `publish`."""
+        batch = await self.begin(messages)
         await self.publish(batch)
         return batch.scored
 
@@ -369,7 +474,11 @@ class BatchHandler:
         applied = 0
         if labels:
             try:
-                result = self.store.apply_labels_checked([label for label, _ in labels])
+                # On the store lane, as the transactions' aggregation.
+                applying = self._on_lane(
+                    len(labels), self.store.apply_labels_checked, [label for label, _ in labels]
+                )
+                result = await asyncio.wrap_future(applying)
                 applied = result.applied
                 early = set(result.dated_before_transaction)
                 for label, message in labels:
@@ -465,6 +574,10 @@ class BatchHandler:
             reason,
             key=self._pan_key.secret,
         )
+
+
+async def _ready(batch: PreparedBatch) -> PreparedBatch:
+    return batch
 
 
 def _where(source: Source) -> tuple[str, int, int]:

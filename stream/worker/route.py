@@ -1,10 +1,12 @@
-"""The transactions route: whole fetched batches scored with one batch's delivery overlapping
-the next batch's scoring.
+"""The transactions route: whole fetched batches, one batch's aggregation and delivery
+overlapping its neighbours' work.
 
-`submit(batch)` prepares the batch at once (admit, aggregate, score, encode: synchronous CPU
-work), chains its delivery behind the previous batch's and returns when the previous batch is
-delivered. So batch N+1 is scored while batch N's outputs flush, at most two batches are in
-flight, outputs keep the input order, and the fetch loop waits when delivery is the bottleneck.
+`submit(batch)` starts preparing the batch at once (`prepare` returns an awaitable: the handler
+admits the batch now and aggregates it on its store lane), finishes it in a task of its own
+(scored as soon as its aggregates are back, delivered once the previous batch is delivered) and
+returns when the previous batch is delivered. So batch N+1 is admitted while batch N waits for
+Redis and scored while batch N's outputs flush, at most two batches are in flight, outputs keep
+the input order, and the fetch loop waits when delivery is the bottleneck.
 Once a batch's outputs are all on the broker, `on_done(batch)` acknowledges its offsets.
 Deliveries run as tasks of their own: stopping the worker never cuts a batch between its
 produce and its acknowledgement.
@@ -28,7 +30,7 @@ P = TypeVar("P")
 class PipelinedRoute(Generic[B, P]):
     def __init__(
         self,
-        prepare: Callable[[B], P],
+        prepare: Callable[[B], Awaitable[P]],
         deliver: Callable[[P], Awaitable[None]],
         on_done: Callable[[B], object],
         on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
@@ -64,19 +66,20 @@ class PipelinedRoute(Generic[B, P]):
         self._submitted_at.append(time.monotonic())
         self._idle_event().clear()
         try:
-            prepared = self.prepare(batch)
+            preparing = self.prepare(batch)
         except BaseException:
             self._finish()
             raise
         previous = self._tail
-        self._tail = asyncio.ensure_future(self._deliver_after(previous, batch, prepared))
+        self._tail = asyncio.ensure_future(self._deliver_after(previous, batch, preparing))
         if previous is not None:
             await asyncio.wait({previous})  # unlike `await previous`, a cancel leaves it running
 
     async def _deliver_after(
-        self, previous: asyncio.Future[None] | None, batch: B, prepared: P
+        self, previous: asyncio.Future[None] | None, batch: B, preparing: Awaitable[P]
     ) -> None:
         try:
+            prepared = await preparing  # scored while the previous batch's outputs flush
             if previous is not None:
                 await asyncio.wait({previous})
             await self.deliver(prepared)

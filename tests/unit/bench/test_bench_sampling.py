@@ -243,6 +243,22 @@ def test_loop_wall_summary_reads_only_the_event_loop_thread():
     assert all(row["us_per_decision"] is None for row in wall["by_area"])
 
 
+def test_the_store_lane_wall_is_read_from_its_own_thread():
+    redis_read = f"_HiredisParser.read_from_socket ({SITE}/redis/_parsers/hiredis.py:1)"
+    stacks = [
+        _stack(*DRAIN, redis_read, thread="store-lane_0", samples=30),
+        _stack(f"_worker ({STDLIB}/concurrent/futures/thread.py:81)", thread="store-lane_0"),
+        _stack(*LOOP, f"select ({STDLIB}/selectors.py:468)", samples=50),
+    ]
+    summary = profile_summary(stacks, stacks, 100.0, 1_000, 1.0)
+    lane = {row["area"]: row["share"] for row in summary["store_lane_wall"]["by_area"]}
+    assert lane == {
+        REDIS_WAIT: pytest.approx(30 / 31, abs=1e-4),
+        IDLE: pytest.approx(1 / 31, abs=1e-4),
+    }
+    assert summary["event_loop_wall"]["samples"] == 50
+
+
 def test_profile_summary_is_plain_data():
     stacks = [_stack(*DRAIN, samples=4)]
     summary = profile_summary(stacks, stacks, 200.0, 1_000, 2.5, cpu_s=0.01)

@@ -4,7 +4,7 @@ route's ordering and acknowledgement, without a broker."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -71,10 +71,17 @@ def test_the_route_delivers_in_order_and_acknowledges_after_delivery() -> None:
         events.append(f"deliver {prepared}")
         await asyncio.sleep(0.01 if prepared == "b1" else 0)
 
+    def prepare(n: int) -> Awaitable[str]:
+        events.append(f"admit {n}")
+
+        async def rest() -> str:
+            events.append(f"score {n}")
+            return f"b{n}"
+
+        return rest()
+
     route: PipelinedRoute[int, str] = PipelinedRoute(
-        prepare=lambda n: events.append(f"prepare {n}") or f"b{n}",  # type: ignore[func-returns-value]
-        deliver=deliver,
-        on_done=lambda n: events.append(f"ack {n}"),
+        prepare=prepare, deliver=deliver, on_done=lambda n: events.append(f"ack {n}")
     )
 
     async def run() -> None:
@@ -83,8 +90,9 @@ def test_the_route_delivers_in_order_and_acknowledges_after_delivery() -> None:
         await route.drain()
 
     asyncio.run(run())
-    # Batch 2 is prepared while batch 1 is delivered; every ack follows its own delivery.
-    assert events.index("prepare 2") < events.index("ack 1")
+    # Batch 2 is admitted while batch 1 is delivered; every ack follows its own delivery.
+    assert events.index("admit 2") < events.index("ack 1")
+    assert [e for e in events if e.startswith("score")] == ["score 1", "score 2", "score 3"]
     assert [e for e in events if e.startswith("ack")] == ["ack 1", "ack 2", "ack 3"]
     for n in (1, 2, 3):
         assert events.index(f"deliver b{n}") < events.index(f"ack {n}")
@@ -102,7 +110,10 @@ def test_a_failed_delivery_is_never_acknowledged() -> None:
     async def on_failure(exc: BaseException) -> None:
         failures.append(exc)
 
-    route: PipelinedRoute[int, int] = PipelinedRoute(lambda n: n, deliver, done.append, on_failure)
+    async def prepare(n: int) -> int:
+        return n
+
+    route: PipelinedRoute[int, int] = PipelinedRoute(prepare, deliver, done.append, on_failure)
 
     async def run() -> None:
         for n in (1, 2):

@@ -222,6 +222,82 @@ def test_prepare_then_publish_is_handle(size: int) -> None:
     assert len(producer.values("decisions")) == size
 
 
+def test_begin_gives_what_prepare_gives() -> None:
+    """The worker's staged path (`begin`: admit now, aggregate on the store lane, score when
+    awaited) and the synchronous `prepare` decide a batch of good and bad inputs alike."""
+    batch = [event(i, amount=100.0 * i, card=f"card-{i % 3}") for i in range(30)]
+    inputs = [*batch[:10], b"not json", *batch[10:20], {**batch[0], "amount": -1}, *batch[20:]]
+
+    def outputs(staged: bool) -> list[tuple[str, Any, Any]]:
+        handler, _producer, _metrics = make()
+        handler.lane_min_events = 0  # every batch through the lane's thread
+        prepared = (
+            asyncio.run(began(handler, messages(inputs)))
+            if staged
+            else handler.prepare(messages(inputs))
+        )
+        ignored = {"decided_at", "latency_ms", "received_at"}
+        return [
+            (topic, key, {k: v for k, v in orjson.loads(value).items() if k not in ignored})
+            for topic, key, value in prepared.records
+        ]
+
+    assert outputs(staged=True) == outputs(staged=False)
+
+
+async def began(handler: BatchHandler, batch: list) -> Any:
+    """`begin` inside the event loop, as the worker's route calls it, and the prepared batch."""
+    return await handler.begin(batch)
+
+
+def test_batches_reach_the_store_in_the_order_they_began() -> None:
+    """Several batches begun before any is awaited: the store lane aggregates them in order, so
+    a card's later transactions see its earlier ones."""
+    store = FlakyStore()
+    handler, _producer, _metrics = make(store)
+    handler.lane_min_events = 0  # every batch through the lane's thread
+
+    async def run() -> list[Any]:
+        begun = [
+            handler.begin(messages([event(3 * b + i) for i in range(3)], first_offset=3 * b))
+            for b in range(4)
+        ]
+        return [await prepared for prepared in reversed(begun)][::-1]
+
+    prepared = asyncio.run(run())
+    assert store.batches == [[f"tx-{3 * b + i}" for i in range(3)] for b in range(4)]
+    counts = [d["features"]["card_count_24h"] for p in prepared for d in p.scored.decisions]
+    assert counts == list(range(12))
+
+
+def test_a_small_batch_finding_the_lane_idle_is_aggregated_at_once() -> None:
+    store = FlakyStore()
+    handler, _producer, _metrics = make(store)
+
+    async def run() -> None:
+        small = handler.begin(messages([event(1)]))
+        assert store.batches == [["tx-1"]]  # before anything awaited: no hop to the lane
+        handler.lane_min_events = 0
+        large = handler.begin(messages([event(2)], first_offset=1))
+        await asyncio.gather(small, large)
+        assert store.batches == [["tx-1"], ["tx-2"]]
+
+    asyncio.run(run())
+
+
+def test_begin_parks_the_inputs_of_a_batch_that_fails_itself(monkeypatch) -> None:
+    handler, _producer, metrics = make()
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(handler, "_score_aggregated", broken)
+    monkeypatch.setattr(handler, "_isolate", broken)
+    prepared = asyncio.run(began(handler, messages([event(1), event(2)])))
+    assert [d.reason for d in prepared.dead] == ["processing_error"] * 2
+    assert count(metrics, "fraud_batch_failures_total") == 1
+
+
 # -- hostile inputs: one bad event never takes its batch-mates ------------------------------
 
 
