@@ -27,7 +27,7 @@ def worker(
     from faust.worker import Worker as FaustWorker
     from threadpoolctl import threadpool_limits
 
-    from stream.worker import build_worker, create_app, logging_config
+    from stream.worker import build_worker, create_app, freeze_heap, logging_config
 
     # One native thread per worker: batches are small, and OpenMP's thread team (sklearn's
     # predict) costs more in hand-offs than it saves; on a busy host it made a 30-row predict
@@ -46,6 +46,7 @@ def worker(
     typer.echo(f"scoring with {model.name} version {model.version} (@{model.alias})", err=True)
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = create_app(scorer)
+    freeze_heap()  # start-up's objects: never walked by the garbage collector again
     FaustWorker(
         app, loglevel=log_level, logging_config=logging_config(log_level)
     ).execute_from_commandline()

@@ -31,6 +31,7 @@ from stream.features.definition import (
     event_features,
     features_without_history,
     terminal_features_grouped,
+    vector_without_history,
 )
 from stream.features.encoding import (
     UNKNOWN_CODE,
@@ -89,5 +90,6 @@ __all__ = [
     "string_key",
     "terminal_features_grouped",
     "timestamp_us",
+    "vector_without_history",
     "warm_store",
 ]

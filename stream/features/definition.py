@@ -101,6 +101,7 @@ __all__ = [
     "features_without_history",
     "terminal_count_offsets",
     "terminal_features_grouped",
+    "vector_without_history",
 ]
 
 CARD_WINDOWS: tuple[tuple[str, int], ...] = tuple(
@@ -435,8 +436,13 @@ def feature_dicts(matrix: FloatArray) -> list[dict[str, float | None]]:
 def features_without_history(event: Mapping[str, Any]) -> dict[str, float | None]:
     """Features of `event` for a card and terminal with no history (degraded mode); the same
     whatever the label delay, since no history means empty windows."""
+    return feature_dicts(vector_without_history(event)[None, :])[0]
+
+
+def vector_without_history(event: Mapping[str, Any]) -> FloatArray:
+    """`features_without_history` as one row in FEATURE_NAMES order (NaN for missing)."""
     columns = columns_from_events([event])
     rows = np.zeros(1, dtype=np.int64)
     no_counts = np.zeros((1, 2 * len(TERMINAL_WINDOWS)))
     result = batch_features(columns, rows, {}, no_counts, {}, label_delay_us=0)
-    return feature_dicts(result.features)[0]
+    return result.features[0]

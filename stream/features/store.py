@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from fraud.settings import Settings
 from stream.features.definition import (
     CARD_LOOKBACK_US,
     DAY_US,
+    FEATURE_NAMES,
     TERMINAL_LOOKBACK_US,
     BatchResult,
     EventColumns,
@@ -41,6 +43,7 @@ from stream.features.definition import (
     feature_dicts,
     features_without_history,
     terminal_count_offsets,
+    vector_without_history,
 )
 from stream.features.encoding import FloatArray, IntArray, columns_from_events, timestamp_us
 
@@ -70,11 +73,17 @@ def event_digest(event: Mapping[str, Any]) -> bytes:
 
 @dataclass
 class BatchFeatures:
-    """Features per event, in order, and the rows whose transaction id was already taken by
-    other content (their features are the defaults; the caller refuses them)."""
+    """Features per event, in order (one matrix row each, FEATURE_NAMES columns, NaN for
+    missing), and the rows whose transaction id was already taken by other content (their
+    features are the defaults; the caller refuses them)."""
 
-    features: list[dict[str, float | None]]
+    matrix: FloatArray
     conflicts: list[int]
+
+    @cached_property
+    def features(self) -> list[dict[str, float | None]]:
+        """The rows as dicts (FEATURE_NAMES keys, None for missing)."""
+        return feature_dicts(self.matrix)
 
 
 class StaleStateError(Exception):
@@ -192,7 +201,7 @@ class FeatureStore(ABC):
         """`process_batch`, reporting conflicts; with `write=False` nothing is stored (a
         read-only look, for `POST /predict`)."""
         if not events:
-            return BatchFeatures([], [])
+            return BatchFeatures(np.empty((0, len(FEATURE_NAMES))), [])
         columns = columns_from_events(events)
         _check_card_ids(columns)
         digests = [event_digest(event) for event in events]
@@ -235,15 +244,15 @@ class FeatureStore(ABC):
             self._after_write(columns, kept, state)
             break
         if not conflicts and result is not None and len(rows) == len(columns) and is_new.all():
-            return BatchFeatures(feature_dicts(result.features), [])
+            return BatchFeatures(result.features, [])
         by_transaction = dict(state.known)
         if result is not None:
             new_ids = [columns.transaction_id[row] for row in rows[is_new].tolist()]
             by_transaction.update(zip(new_ids, result.features, strict=True))
-        features = feature_dicts(np.stack([by_transaction[tx] for tx in columns.transaction_id]))
+        matrix = np.stack([by_transaction[tx] for tx in columns.transaction_id])
         for row in conflicts:
-            features[row] = features_without_history(events[row])
-        return BatchFeatures(features, conflicts)
+            matrix[row] = vector_without_history(events[row])
+        return BatchFeatures(matrix, conflicts)
 
     max_attempts = 5  # reads and computes of one batch while other workers write its cards
 

@@ -17,14 +17,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from stream.features import FEATURE_NAMES
 from stream.scoring.policy import ALERT_TIERS, Thresholds, decide_many
 
 Matrix = npt.NDArray[np.float64]
+# Features per event: dicts by name, or the feature store's matrix (FEATURE_NAMES columns).
+FeatureRows = Sequence[Mapping[str, float | None]] | Matrix
 Explainer = Callable[[Matrix], list[list[dict[str, Any]]]]
 
 
@@ -40,12 +44,24 @@ class ScoringModel:
     predict_proba: Callable[[Matrix], np.ndarray]
     explain: Explainer
 
-    def matrix(self, feature_rows: Sequence[Mapping[str, float | None]]) -> Matrix:
-        """Rows in `feature_names` order; a missing or None value becomes NaN."""
+    def matrix(self, feature_rows: FeatureRows) -> Matrix:
+        """Rows in `feature_names` order; a missing or None value becomes NaN. A float matrix
+        is the stream's: FEATURE_NAMES columns (what the feature store computes)."""
+        if isinstance(feature_rows, np.ndarray):
+            # Row-major like every matrix the compiled trees see: picking columns returns a
+            # column-major copy, and a new memory layout would make numba compile again.
+            stream = feature_rows.reshape(-1, len(FEATURE_NAMES))
+            return np.ascontiguousarray(stream[:, self._stream_columns])
         matrix = np.array(
             [[row.get(name) for name in self.feature_names] for row in feature_rows], dtype=float
         )
         return matrix.reshape(len(feature_rows), len(self.feature_names))
+
+    @cached_property
+    def _stream_columns(self) -> npt.NDArray[np.intp]:
+        """Where each of `feature_names` sits among the stream's FEATURE_NAMES."""
+        index = {name: column for column, name in enumerate(FEATURE_NAMES)}
+        return np.array([index[name] for name in self.feature_names], dtype=np.intp)
 
 
 @dataclass
@@ -58,7 +74,7 @@ class ScoredBatch:
 def score_batch(
     model: ScoringModel,
     events: Sequence[Mapping[str, Any]],
-    feature_rows: Sequence[Mapping[str, float | None]],
+    feature_rows: FeatureRows,
     degraded: Sequence[bool],
     now: datetime,
     arrived: Sequence[float] | None = None,
@@ -85,8 +101,10 @@ def score_batch(
     model_ref = {"name": model.name, "version": model.version, "alias": model.alias}
     now_s = now.timestamp()
     names = model.feature_names
-    # Python floats, NaN (missing) -> None (null in JSON), in one pass over the batch.
-    rows = [[None if v != v else v for v in row] for row in matrix.tolist()]
+    # Python floats, NaN (missing) -> None (null in JSON), for the whole batch at once.
+    values = matrix.astype(object)
+    values[np.isnan(matrix)] = None
+    rows = values.tolist()
     decisions, alerts = [], []
     for i, event in enumerate(events):
         latency_ms = 0.0 if arrived is None else max(0.0, (now_s - arrived[i]) * 1000)

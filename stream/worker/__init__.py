@@ -4,7 +4,8 @@
     app = create_app(worker)            # agents for `transactions` and `feedback`, HTTP views
 
 `handler` is the batch from admission to output, independent of Faust; `output` puts a
-batch's records on the broker and waits for all of them; `models` keeps the champion current;
+batch's records on the broker and waits for all of them; `models` keeps the champion current
+(and `freeze_heap` keeps the garbage collector off the long-lived heap);
 `metrics` is the one place the worker's Prometheus metrics are defined; `logs` are JSON lines
 with card numbers masked.
 """
@@ -13,7 +14,7 @@ from stream.worker.app import Worker, build_worker, create_app, faust_app_option
 from stream.worker.handler import BatchHandler, PreparedBatch, RawMessage
 from stream.worker.logs import logging_config
 from stream.worker.metrics import DECISIONS, ScorerMetrics
-from stream.worker.models import ModelHolder
+from stream.worker.models import ModelHolder, freeze_heap
 from stream.worker.output import BatchProducer
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "build_worker",
     "create_app",
     "faust_app_options",
+    "freeze_heap",
     "logging_config",
 ]

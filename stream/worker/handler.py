@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 
 from fraud.errors import ValidationError
@@ -50,7 +51,7 @@ from stream.edge import (
     instant_us,
     walk,
 )
-from stream.features import FeatureStore
+from stream.features import FeatureStore, FloatArray, vector_without_history
 from stream.scoring import ScoredBatch, score_batch
 from stream.worker.metrics import ScorerMetrics
 from stream.worker.models import ModelHolder
@@ -60,8 +61,9 @@ log = logging.getLogger(__name__)
 
 Record = tuple[str, bytes | None, bytes]
 T = TypeVar("T")
-# A batch's aggregates: feature rows, which rows were decided degraded, conflicting rows.
-Aggregates = tuple[list[dict[str, float | None]], list[bool], list[int]]
+# A batch's aggregates: the feature matrix (a row per event, FEATURE_NAMES columns), which
+# rows were decided degraded, and the rows whose transaction id other content had taken.
+Aggregates = tuple[FloatArray, list[bool], list[int]]
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class BatchHandler:
                 if write:
                     self._backfill()
                 result = self.store.process(events, write=write)
-                return result.features, [False] * len(events), result.conflicts
+                return result.matrix, [False] * len(events), result.conflicts
             except redis.RedisError as exc:
                 self.metrics.redis_errors.inc()
                 self._redis_down_until = time.monotonic() + self.settings.redis_retry_s
@@ -174,7 +176,8 @@ class BatchHandler:
         self.metrics.degraded.inc(len(events))
         if write:
             self._keep_for_backfill(events)
-        return [self.store.default_features(event) for event in events], [True] * len(events), []
+        defaults = np.stack([vector_without_history(event) for event in events])
+        return defaults, [True] * len(events), []
 
     def _keep_for_backfill(self, events: list[dict[str, Any]]) -> None:
         self._backlog.extend(events)
@@ -238,7 +241,7 @@ class BatchHandler:
         if model is None:
             raise RuntimeError("no model loaded")
         events = [item.event for item in admitted]
-        feature_rows, degraded, conflicts = aggregates
+        features, degraded, conflicts = aggregates
         now = datetime.now(UTC)
         arrived = [
             now.timestamp() if item.source.timestamp is None else item.source.timestamp
@@ -247,10 +250,10 @@ class BatchHandler:
         if conflicts:
             keep = sorted(set(range(len(admitted))) - set(conflicts))
             events = [events[i] for i in keep]
-            feature_rows = [feature_rows[i] for i in keep]
+            features = features[keep]
             degraded = [degraded[i] for i in keep]
             arrived = [arrived[i] for i in keep]
-        scored = score_batch(model, events, feature_rows, degraded, now, arrived)
+        scored = score_batch(model, events, features, degraded, now, arrived)
         if scored.untrusted:
             self.metrics.untrusted_scores.inc(scored.untrusted)
         return scored, conflicts

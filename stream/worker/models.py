@@ -10,6 +10,7 @@ refusal is logged once and counted (`fraud_model_refused_total`, alerted on).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 
@@ -79,6 +80,7 @@ class ModelHolder:
         self._swap(model)
         self.metrics.model_reloads.inc()
         log.info("model swapped: %s -> %s (@%s)", current, model.version, alias)
+        freeze_heap()  # the old model's cycles collected, the new one frozen
         return True
 
     def _swap(self, model: ScoringModel) -> None:
@@ -86,3 +88,16 @@ class ModelHolder:
         self.metrics.model.info(
             {"name": model.name, "version": model.version, "alias": model.alias or ""}
         )
+
+
+def freeze_heap() -> None:
+    """Take every object alive now out of the garbage collector's sight (`gc.freeze`).
+
+    Most of the worker's heap is what start-up built: libraries, the model, the app. Left to
+    the collector, every full collection walks all of it, a pause of hundreds of milliseconds
+    that lands on whatever batch is in flight (p99 latency). Frozen, it is never walked again;
+    what batches allocate is still collected. Called once the worker is built and after each
+    model swap (unfrozen and collected first, so that the old model's cycles are freed)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

@@ -116,7 +116,7 @@ def _classify(payload: bytes) -> str:
     try:
         validator("transaction")(event)
     except ValidationError as exc:
-        if exc.field == "card_id" and exc.rule == "not":
+        if exc.field == "card_id" and exc.rule == "pattern":
             assert luhn_valid(event["card_id"]) and len(event["card_id"]) == 16
             return "card_number"
         return "missing_field" if exc.rule == "required" else "bad_value"

@@ -51,7 +51,7 @@ def test_minimal_and_full_transactions_validate():
         ({"channel": "phone"}, "channel", "enum"),
         ({"timestamp": "2026-03-01 08:15"}, "timestamp", "pattern"),
         ({"timestamp": "2026-03-01T08:15:00+02:00"}, "timestamp", "pattern"),
-        ({"card_id": "4111111111111111"}, "card_id", "not"),
+        ({"card_id": "4111111111111111"}, "card_id", "pattern"),
         ({"merchant_category": "54"}, "merchant_category", "pattern"),
         ({"country": "France"}, "country", "pattern"),
     ],

@@ -4,6 +4,7 @@ keeps deciding, the refusal is logged once and counted for the alert rule."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import numpy as np
@@ -55,4 +56,10 @@ def test_a_tampered_version_is_refused_counted_once_and_the_current_one_kept(cap
     assert metrics.registry.get_sample_value("fraud_model_reloads_total") == 0
 
     at_alias["version"] = "3"  # a good version later swaps in as usual
-    assert asyncio.run(holder.refresh()) is True and holder.current.version == "3"
+    try:
+        assert asyncio.run(holder.refresh()) is True and holder.current.version == "3"
+        # The swap froze the heap again (the old model's cycles collected first): no full
+        # collection walks the worker's long-lived objects in the middle of a batch.
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -89,3 +90,24 @@ def test_one_decision_per_event_with_tiers_reasons_and_lineage():
 def test_empty_batch_scores_nothing():
     out = score_batch(_model([]), [], [], [], NOW)
     assert out.decisions == [] and out.alerts == []
+
+
+def test_the_feature_store_matrix_gives_what_the_dicts_give():
+    """The worker hands scoring the feature store's matrix (FEATURE_NAMES columns); a model
+    over some of those features gets the same row-major matrix as from the dicts."""
+    from stream.features import FEATURE_NAMES
+
+    names = tuple(reversed(FEATURE_NAMES[:7]))
+    model = dataclasses.replace(_model([]), feature_names=names)
+    stream = np.arange(3 * len(FEATURE_NAMES), dtype=float).reshape(3, len(FEATURE_NAMES))
+    stream[1, 2] = np.nan
+    rows = [
+        {
+            name: (None if np.isnan(value) else value)
+            for name, value in zip(FEATURE_NAMES, row, strict=True)
+        }
+        for row in stream
+    ]
+    picked = model.matrix(stream)
+    assert picked.flags["C_CONTIGUOUS"]  # the layout numba compiled the trees for
+    np.testing.assert_array_equal(picked, model.matrix(rows))
