@@ -8,7 +8,7 @@ state.
     )
     features = store.process_batch(events)   # one dict per event, FEATURE_NAMES keys
     store.apply_labels(feedback)             # analyst labels -> terminal fraud rates
-    store.default_features(event)            # no history: degraded mode when Redis is down
+    store.default_matrix(events)             # no history: degraded mode when Redis is down
 
 `definition` names the features and computes them with the compiled `kernels` over the columns
 `encoding` builds; `metadata` says what each feature measures, in words (`feature_info`);

@@ -41,7 +41,6 @@ from stream.features.definition import (
     TerminalFrauds,
     batch_features,
     feature_dicts,
-    features_without_history,
     terminal_count_offsets,
     vector_without_history,
 )
@@ -281,9 +280,10 @@ class FeatureStore(ABC):
             return LabelResult(0, [])
         return self._write_labels(list(parsed.values()))
 
-    def default_features(self, event: Mapping[str, Any]) -> Features:
-        """Features with no history (degraded mode); needs no state."""
-        return features_without_history(event)
+    def default_matrix(self, events: Sequence[Mapping[str, Any]]) -> FloatArray:
+        """Features with no history (degraded mode), a row per event as `process` gives them;
+        needs no state."""
+        return np.stack([vector_without_history(event) for event in events])
 
     @abstractmethod
     def _read(self, columns: EventColumns, rows: IntArray) -> StoredState: ...

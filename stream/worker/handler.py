@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import numpy as np
 import orjson
 
 from fraud.errors import ValidationError
@@ -51,7 +50,7 @@ from stream.edge import (
     instant_us,
     walk,
 )
-from stream.features import FeatureStore, FloatArray, vector_without_history
+from stream.features import FeatureStore, FloatArray
 from stream.scoring import ScoredBatch, score_batch
 from stream.worker.metrics import ScorerMetrics
 from stream.worker.models import ModelHolder
@@ -176,8 +175,7 @@ class BatchHandler:
         self.metrics.degraded.inc(len(events))
         if write:
             self._keep_for_backfill(events)
-        defaults = np.stack([vector_without_history(event) for event in events])
-        return defaults, [True] * len(events), []
+        return self.store.default_matrix(events), [True] * len(events), []
 
     def _keep_for_backfill(self, events: list[dict[str, Any]]) -> None:
         self._backlog.extend(events)

@@ -63,6 +63,11 @@ def _send(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]])
     assert producer.flush(60) == 0
 
 
+def _send_events(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+    """Transactions as a producer sends them: keyed by card, JSON values."""
+    _send(bootstrap, topic, [(e["card_id"].encode(), orjson.dumps(e)) for e in events])
+
+
 def _committed_at_end(bootstrap: str, group: str, topic: str) -> bool:
     consumer = make_consumer(KafkaConnection(bootstrap), group)
     try:
@@ -100,11 +105,7 @@ def test_hostile_records_mixed_into_traffic_stop_nothing(worker_env, consume_raw
         )
         # The same worker keeps deciding.
         after = traffic.next_batch(200)[0]
-        _send(
-            bootstrap,
-            topics["transactions"],
-            [(e["card_id"].encode(), orjson.dumps(e)) for e in after],
-        )
+        _send_events(bootstrap, topics["transactions"], after)
         later = consume_raw(topics["decisions"], count=1200)
         metrics = scrape(worker)
         worker.popen.send_signal(signal.SIGTERM)
@@ -125,11 +126,7 @@ def test_feedback_with_a_bad_record_applies_the_good_ones(worker_env, consume_ra
     valid = traffic.next_batch(50)[0]
     bootstrap, topics = worker_env.stack.bootstrap, worker_env.topics
     with worker_env.worker():
-        _send(
-            bootstrap,
-            topics["transactions"],
-            [(e["card_id"].encode(), orjson.dumps(e)) for e in valid],
-        )
+        _send_events(bootstrap, topics["transactions"], valid)
         consume_raw(topics["decisions"], count=50)
         good = {
             "transaction_id": valid[0]["transaction_id"],
@@ -173,21 +170,13 @@ def test_health_reports_a_partition_that_cannot_make_progress(worker_env, consum
     bootstrap, topics = worker_env.stack.bootstrap, worker_env.topics
     with worker_env.worker() as worker:
         first = traffic.next_batch(20)[0]
-        _send(
-            bootstrap,
-            topics["transactions"],
-            [(e["card_id"].encode(), orjson.dumps(e)) for e in first],
-        )
+        _send_events(bootstrap, topics["transactions"], first)
         consume_raw(topics["decisions"], count=20)
         admin = make_admin(KafkaConnection(bootstrap))
         for future in admin.delete_topics([topics["decisions"]], operation_timeout=30).values():
             future.result()
         stuck = traffic.next_batch(20)[0]
-        _send(
-            bootstrap,
-            topics["transactions"],
-            [(e["card_id"].encode(), orjson.dumps(e)) for e in stuck],
-        )
+        _send_events(bootstrap, topics["transactions"], stuck)
 
         def health() -> dict[str, Any]:
             response = httpx.get(worker.url("/health"), timeout=5)
@@ -218,11 +207,7 @@ def test_an_outage_with_bad_events_in_its_traffic_blocks_nothing(
     bootstrap, topics = worker_env.stack.bootstrap, worker_env.topics
     with worker_env.worker() as worker:
         before = traffic.next_batch(50)[0]
-        _send(
-            bootstrap,
-            topics["transactions"],
-            [(e["card_id"].encode(), orjson.dumps(e)) for e in before],
-        )
+        _send_events(bootstrap, topics["transactions"], before)
         consume_raw(topics["decisions"], count=50)
         redis_server.stop()
         during = traffic.next_batch(50)[0]
@@ -230,19 +215,11 @@ def test_an_outage_with_bad_events_in_its_traffic_blocks_nothing(
             {**during[0], "transaction_id": "tx-bad-1", "timestamp": "2026-13-45T99:99:99Z"},
             {**during[1], "transaction_id": "tx-bad-2", "timestamp": "9999-12-31T23:59:59Z"},
         ]
-        _send(
-            bootstrap,
-            topics["transactions"],
-            [(e["card_id"].encode(), orjson.dumps(e)) for e in [*during[:25], *bad, *during[25:]]],
-        )
+        _send_events(bootstrap, topics["transactions"], [*during[:25], *bad, *during[25:]])
         consume_raw(topics["decisions"], count=100)
         redis_server.start()
         after = traffic.next_batch(50)[0]
-        _send(
-            bootstrap,
-            topics["transactions"],
-            [(e["card_id"].encode(), orjson.dumps(e)) for e in after],
-        )
+        _send_events(bootstrap, topics["transactions"], after)
         decisions = consume_raw(topics["decisions"], count=150)
         dead = consume_raw(topics["dead_letter"], count=2)
         metrics = scrape(worker)

@@ -17,7 +17,12 @@ from confluent_kafka import TopicPartition
 from fraud.settings import KafkaConnection
 from stream.features import RedisFeatureStore
 from stream.kafka_io import make_consumer
-from tests.integration.test_worker_failover import _all_decisions, _events_in_time_order, _state
+from tests.integration.test_worker_failover import (
+    DECIDED,
+    _all_decisions,
+    _events_in_time_order,
+    _state,
+)
 from tests.support.worker import (
     BackgroundTraffic,
     decisions_by_transaction,
@@ -27,8 +32,6 @@ from tests.support.worker import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-DECIDED = 'fraud_transactions_total{outcome="decided"}'
 
 
 class OffsetSampler:
