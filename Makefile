@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # SECURE=1: the secured stack (Kafka SASL_SSL + ACLs, Redis TLS + ACL users, MLflow basic auth);
 # each verb then runs with its role's credentials (ops/services.sh as ROLE, SECURITY.md).
 as = $(if $(filter 1,$(SECURE)),ops/services.sh as $(1) ,)
-.PHONY: help setup services services-down chaos test test-unit lint lock simulate produce train worker lag monitor analyst console retrain demo bench bench-features bench-simulator
+.PHONY: help setup services services-down chaos test test-unit lint lock simulate produce train worker lag monitor analyst console retrain demo bench bench-features bench-detection bench-simulator
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ chaos: setup ## Faults under steady traffic on the clustered stack, every topic 
 
 bench-features: setup ## Feature replay speed (training sets) and the Redis store path
 	$(PY) -m bench.features --rows 1000000
+
+bench-detection: setup ## What the features reach beside an oracle of the simulator's hidden state (default history; `make simulate` first)
+	$(PY) -m bench.detection
 
 bench-simulator: setup ## History generation speed and memory (1 million rows)
 	$(PY) -m bench.simulator
