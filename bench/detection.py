@@ -38,10 +38,9 @@ from fraud.errors import ConfigError, ValidationError
 from fraud.settings import Settings
 from simulator.bank import Bank
 from simulator.catalog import MCC_MEAN_AMOUNT
-from stream.features.definition import CATEGORICAL_FEATURES, FEATURE_NAMES
-from training.data.dataset import feature_spec, labelled_features
-from training.data.split import default_split
-from training.model.estimators import DEFAULT_KIND, fit_model, fraud_scores, genuine_sample
+from stream.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from training.data import default_split, feature_spec, labelled_features
+from training.model import DEFAULT_KIND, fit_model, fraud_scores, genuine_sample
 
 ORACLE_FEATURES: tuple[str, ...] = (
     "oracle_favourite_terminal",
