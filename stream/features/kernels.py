@@ -1,7 +1,8 @@
 """Compiled feature kernels: the math of every stateful feature, shared by stream and training.
 
 Plain loops over numpy arrays, compiled by numba (cached on disk, compiled on first call, never
-at import). Callers go through the wrappers in stream/features/definition.py; see its docstring for the
+at import), and run without the GIL (`nogil`): in the worker, the store lane's kernels run beside
+the event loop's scoring instead of taking turns with it. Callers go through the wrappers in stream/features/definition.py; see its docstring for the
 conventions (microsecond time, half-open windows, lookback limits, NaN for missing).
 """
 
@@ -32,7 +33,7 @@ NOVELTY_SCAN = 64
 EARTH_RADIUS_KM = 6371.0088
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     if math.isnan(lat1) or math.isnan(lon1) or math.isnan(lat2) or math.isnan(lon2):
         return math.nan
@@ -44,7 +45,7 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2.0 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def event_kernel(ts, amount, channel, merchant_group, term_lat, term_lon, cust_lat, cust_lon, out):  # type: ignore[no-untyped-def]
     for i in range(ts.size):
         hour = (ts[i] // HOUR_US) % 24
@@ -58,7 +59,7 @@ def event_kernel(ts, amount, channel, merchant_group, term_lat, term_lon, cust_l
         out[i, 6] = haversine_km(cust_lat[i], cust_lon[i], term_lat[i], term_lon[i])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_distinct_nonzero(values):  # type: ignore[no-untyped-def]
     ordered = np.sort(values)
     distinct = 0
@@ -70,7 +71,7 @@ def count_distinct_nonzero(values):  # type: ignore[no-untyped-def]
     return distinct
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def card_kernel(ts, amount, terminal, country, device, lat, lon, group_start, positions, out):  # type: ignore[no-untyped-def]
     n_windows = len(CARD_WINDOW_US)
     # Per band (events older than the previous window, inside this one), then cumulated.
@@ -131,7 +132,7 @@ def card_kernel(ts, amount, terminal, country, device, lat, lon, group_start, po
         out[p, col + 8] = np.nan if device[k] == 0 else (0.0 if seen_device else 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def earlier_end(ts, start, k):  # type: ignore[no-untyped-def]
     """End of event k's predecessors in its group: [start, end) are the events strictly earlier
     in time than event k (its group sorted by time; ties with k are not earlier)."""
@@ -141,7 +142,7 @@ def earlier_end(ts, start, k):  # type: ignore[no-untyped-def]
     return end
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lower_bound(values, low, high, x):  # type: ignore[no-untyped-def]
     """First index in [low, high) of sorted `values` whose value is >= x (high if none)."""
     while low < high:
@@ -153,7 +154,7 @@ def lower_bound(values, low, high, x):  # type: ignore[no-untyped-def]
     return low
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def terminal_kernel(  # type: ignore[no-untyped-def]
     ts,
     group_start,
@@ -194,7 +195,7 @@ def terminal_kernel(  # type: ignore[no-untyped-def]
             out[p, 2 * n_windows + w] = frauds[w] / count if count > 0 else np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _first_in_window(keys, low, index):  # type: ignore[no-untyped-def]
     """Whether keys[index] (non-zero) occurs nowhere in keys[low:index]."""
     for i in range(low, index):
@@ -203,7 +204,7 @@ def _first_in_window(keys, low, index):  # type: ignore[no-untyped-def]
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def card_habit_kernel(  # type: ignore[no-untyped-def]
     ts, amount, terminal, device, channel, merchant_group, group_start, positions, out
 ):

@@ -6,7 +6,8 @@ its 400 trees from Python. The scorer calls it once per micro-batch, so that fix
 throughput. Here the trees come from the same FlatForest the reason codes use, every row is
 routed by the model's split rule (the one the TreeSHAP code uses), and the leaf values are added in the model's own order
 (baseline first, then tree by tree), so the probabilities equal the model's exactly (a test
-checks equality, not closeness). Other models (the RandomForest baseline) go through their own
+checks equality, not closeness). The walk runs without the GIL, beside the store lane's feature
+kernels. Other models (the RandomForest baseline) go through their own
 `predict_proba`.
 """
 
@@ -25,7 +26,7 @@ from stream.scoring.reasons import ReasonCoder
 from stream.scoring.treeshap import FlatForest, encode_rows
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _raw_predict(
     X: Any,
     roots: Any,

@@ -322,7 +322,7 @@ def _tables(paths: dict[str, Any], table_bytes: int) -> dict[str, Any]:
     }
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _build_tables(
     tables: Any,
     path_value: Any,
@@ -379,7 +379,7 @@ def encode_rows(forest: FlatForest, X: pd.DataFrame) -> npt.NDArray[np.float64]:
     return np.ascontiguousarray(encoded)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _shapley_weights(size: int) -> Any:
     """weights[d, s] = s! (d - s - 1)! / d!: the Shapley weight of a coalition of s among d."""
     weights = np.zeros((size + 1, size + 1))
@@ -393,7 +393,7 @@ def _shapley_weights(size: int) -> Any:
     return weights
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _shap_rows(
     X: Any,
     splits: Any,
