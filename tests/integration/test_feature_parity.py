@@ -233,6 +233,31 @@ def test_three_pipelined_rounds_per_batch_with_expiring_hash_tagged_keys(
         store.clear()
 
 
+def test_one_large_batch_of_one_card_matches_the_memory_store(
+    store: RedisFeatureStore,
+) -> None:
+    """9,000 events of one card at one terminal in one batch: one script call reads the card's
+    9,000 transaction records, another adds the terminal's 9,000 members (a script that passed
+    them to one command through Lua's unpack() would fail near 8,000)."""
+    base = pd.Timestamp("2024-06-01T00:00:00Z")
+    events = [
+        {
+            "transaction_id": f"bulk{number:05d}",
+            "timestamp": (base + pd.Timedelta(seconds=7 * number)).isoformat(),
+            "card_id": "card_bulk",
+            "customer_id": "c",
+            "terminal_id": "term_bulk",
+            "amount": 10.0 + number % 50,
+            "currency": "EUR",
+        }
+        for number in range(9_000)
+    ]
+    expected = InMemoryFeatureStore(label_delay=DELAY).process_batch(events)
+    assert store.process_batch(events) == expected
+    assert store.process_batch(events) == expected  # every record read back, nothing recounted
+    assert store._client.zcard(store.terminal_key("term_bulk")) == 9_000
+
+
 def test_a_zombie_cannot_write_over_a_newer_card_state(
     redis_client: redis.Redis, unique_name: Callable[[str], str]
 ) -> None:
