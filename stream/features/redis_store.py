@@ -1,14 +1,19 @@
 """RedisFeatureStore: the feature state shared by every stream worker, on one Redis or on a
 Redis Cluster with the same code.
 
-Keys are hash-tagged into shards, so that each atomic Lua script touches one slot: a card's
-state and the records of its transactions share the card's shard (`<base>:{c<n>}:...`), a
-terminal's transactions and labels share the terminal's shard (`<base>:{t<n>}:...`), and the
-index that finds a transaction's terminal for a label lives in the transaction's shard
-(`<base>:{x<n>}:...`), with `<base>` = `<prefix>:features:v<STATE_VERSION>`. A batch is read in one round of per-shard scripts and written in another;
-the scripts of a round are pipelined per node (one pipeline on a single Redis, one per primary
-on a cluster). Scripts run their many small commands inside Redis: redis-py spends tens of
-microseconds per pipelined command, which at ~12 commands per event would dominate a batch.
+Keys are hash-tagged into shards, so that each atomic call touches one slot: a card's state and
+the records of its transactions share the card's shard (`<base>:{c<n>}:...`), a terminal's
+transactions and labels share the terminal's shard (`<base>:{t<n>}:...`), and the index that
+finds a transaction's terminal for a label lives in the transaction's shard
+(`<base>:{x<n>}:...`), with `<base>` = `<prefix>:features:v<STATE_VERSION>`. A batch is read in
+one round (per card shard one MGET of its card states and transaction records, per terminal
+shard a script counting the windows) and written in two (the cards, then the terminals and the
+label index); the calls of a round are pipelined per node (one pipeline on a single Redis, one
+per primary on a cluster). Scripts run their many small commands inside Redis: redis-py spends
+tens of microseconds per pipelined command, which at ~12 commands per event would dominate a
+batch. Card states never pass through Lua when read (a plain MGET) and only once when written
+(one argument each, checked on their first 8 bytes): copying a few KB into a Lua string costs
+more than the commands around it.
 
 Each card state carries a version. A card shard's write commits only if every card it writes is
 still at the version read (all or nothing per shard); otherwise the batch is read and computed
@@ -79,24 +84,6 @@ local function joined(items)
 end
 """
 
-# KEYS[1]: the shard's anchor key (routes the call). ARGV: shard prefix, cards, transactions
-# (length-prefixed). Returns the card states (versioned; empty when none) and the numbers of the
-# transactions already recorded with their records.
-_READ_CARDS_LUA = (
-    _SPLIT_LUA
-    + """
-local prefix = ARGV[1]
-local cards, transactions = split(ARGV[2]), split(ARGV[3])
-local states, seen, records = {}, {}, {}
-for i = 1, #cards do states[i] = redis.call('GET', prefix .. 'card:' .. cards[i]) or '' end
-for i = 1, #transactions do
-  local record = redis.call('GET', prefix .. 'tx:' .. transactions[i])
-  if record then seen[#seen + 1] = i; records[#records + 1] = record end
-end
-return {joined(states), seen, records}
-"""
-)
-
 # KEYS[1]: anchor. ARGV: shard prefix, terminals (length-prefixed), the count windows as
 # microseconds before t ("start:end,..."), each event's terminal number ("i,i,...") and time
 # ("t,t,..."). Returns the numbers of terminals with labels, their label hashes, and the counts.
@@ -130,29 +117,29 @@ return {labelled, labels, table.concat(counts, ',')}
 """
 )
 
-# KEYS[1]: anchor. ARGV: shard prefix, ttl, then length-prefixed: cards, the 8-byte version
-# each was read at, their new states (versioned), transactions, their records. All or nothing:
-# when any card moved on since it was read, nothing is written and the moved cards come back.
-_WRITE_CARDS_LUA = (
-    _SPLIT_LUA
-    + """
-local prefix, ttl = ARGV[1], ARGV[2]
-local cards, read_at, states = split(ARGV[3]), split(ARGV[4]), split(ARGV[5])
+# KEYS[1]: anchor. ARGV: shard prefix, ttl, the number of cards n, then n cards, the 8-byte
+# version each was read at ('' when none), their n new states (versioned), then pairs of
+# transaction and record. One argument per item: no state is copied into Lua twice, and the
+# version is checked on the state's first 8 bytes only. All or nothing: when any card moved on
+# since it was read, nothing is written and the moved cards come back.
+_WRITE_CARDS_LUA = """
+local prefix, ttl, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local moved = {}
-for i = 1, #cards do
-  local current = redis.call('GET', prefix .. 'card:' .. cards[i])
-  local version = current and string.sub(current, 1, 8) or ''
-  if version ~= read_at[i] then moved[#moved + 1] = cards[i] end
+for i = 1, n do
+  local card = ARGV[3 + i]
+  if redis.call('GETRANGE', prefix .. 'card:' .. card, 0, 7) ~= ARGV[3 + n + i] then
+    moved[#moved + 1] = card
+  end
 end
 if #moved > 0 then return moved end
-for i = 1, #cards do redis.call('SET', prefix .. 'card:' .. cards[i], states[i], 'EX', ttl) end
-local transactions, records = split(ARGV[6]), split(ARGV[7])
-for i = 1, #transactions do
-  redis.call('SET', prefix .. 'tx:' .. transactions[i], records[i], 'EX', ttl)
+for i = 1, n do
+  redis.call('SET', prefix .. 'card:' .. ARGV[3 + i], ARGV[3 + 2 * n + i], 'EX', ttl)
+end
+for i = 4 + 3 * n, #ARGV, 2 do
+  redis.call('SET', prefix .. 'tx:' .. ARGV[i], ARGV[i + 1], 'EX', ttl)
 end
 return moved
 """
-)
 
 # KEYS[1]: anchor. ARGV: shard prefix, ttl, then length-prefixed lists: terminals, the oldest
 # time each keeps, their members ("time:key,time:key"), terminals with stale labels and, per
@@ -226,7 +213,6 @@ return applied
 """
 
 _SCRIPTS = {
-    "read_cards": _READ_CARDS_LUA,
     "read_terminals": _READ_TERMINALS_LUA,
     "write_cards": _WRITE_CARDS_LUA,
     "write_terminals": _WRITE_TERMINALS_LUA,
@@ -243,6 +229,9 @@ def shard_of(name: str) -> int:
 
 @dataclass
 class _Call:
+    """One call of a round: a script of _SCRIPTS, or a plain Redis command (e.g. MGET) whose
+    keys all share the anchor's slot."""
+
     anchor: str
     script: str
     args: list[Any]
@@ -299,7 +288,10 @@ class _Rounds:
                 pipe = connection.pipeline(transaction=False)
                 for index in indexes:
                     call = calls[index]
-                    pipe.evalsha(self.shas[call.script], 1, call.anchor, *call.args)
+                    if call.script in self.shas:
+                        pipe.evalsha(self.shas[call.script], 1, call.anchor, *call.args)
+                    else:  # a plain command on keys of the anchor's slot
+                        pipe.execute_command(call.script, *call.args)
                 try:
                     answers = pipe.execute()
                     break
@@ -419,13 +411,9 @@ class RedisFeatureStore(FeatureStore):
         calls: list[_Call] = []
         for number in sorted(cards_by_shard):
             prefix = self._shard("c", number)
-            calls.append(
-                _Call(
-                    prefix,
-                    "read_cards",
-                    [prefix, _joined(cards_by_shard[number]), _joined(txs_by_shard[number])],
-                )
-            )
+            keys = [f"{prefix}card:{card}" for card in cards_by_shard[number]]
+            keys += [f"{prefix}tx:{transaction}" for transaction in txs_by_shard[number]]
+            calls.append(_Call(prefix, "MGET", keys))
         terminal_layout: list[tuple[int, list[int], list[str]]] = []
         for number in sorted(terminal_rows):
             positions = terminal_rows[number]
@@ -456,16 +444,16 @@ class RedisFeatureStore(FeatureStore):
         history: dict[str, bytes] = {}
         versions: dict[str, bytes] = {}
         for number, answer in zip(sorted(cards_by_shard), answers, strict=False):
-            states, seen, records = answer
-            for card, state in zip(cards_by_shard[number], _split(states), strict=True):
-                versions[card] = state[: _VERSION.size]
-                if len(state) > _VERSION.size:
+            cards = cards_by_shard[number]
+            for card, state in zip(cards, answer, strict=False):
+                versions[card] = state[: _VERSION.size] if state else b""
+                if state and len(state) > _VERSION.size:
                     history[card] = state[_VERSION.size :]
-            transactions = txs_by_shard[number]
-            for position, record in zip(seen, records, strict=True):
-                _ts, _terminal, features, digest = _unpack_record(record)
-                known[transactions[position - 1]] = features
-                known_digest[transactions[position - 1]] = digest
+            for transaction, record in zip(txs_by_shard[number], answer[len(cards) :], strict=True):
+                if record is not None:
+                    _ts, _terminal, features, digest = _unpack_record(record)
+                    known[transaction] = features
+                    known_digest[transaction] = digest
         counts = np.zeros((len(row_list), len(self._count_offsets)), dtype=np.float64)
         labels: dict[str, dict[str, LabelEntry]] = {}
         for (_number, positions, terminals), answer in zip(
@@ -518,21 +506,13 @@ class RedisFeatureStore(FeatureStore):
             prefix = self._shard("c", number)
             writes = card_states.get(number, [])
             records = tx_records.get(number, [])
-            calls.append(
-                _Call(
-                    prefix,
-                    "write_cards",
-                    [
-                        prefix,
-                        self._ttl,
-                        _joined(card for card, _, _ in writes),
-                        _joined(read_at for _, read_at, _ in writes),
-                        _joined(blob for _, _, blob in writes),
-                        _joined(tx for tx, _ in records),
-                        _joined(record for _, record in records),
-                    ],
-                )
-            )
+            args: list[Any] = [prefix, self._ttl, len(writes)]
+            args += [card for card, _, _ in writes]
+            args += [read_at for _, read_at, _ in writes]
+            args += [blob for _, _, blob in writes]
+            for transaction, record in records:
+                args += (transaction, record)
+            calls.append(_Call(prefix, "write_cards", args))
         moved = [card for answer in self._rounds.run(calls) for card in answer]
         if moved:
             raise StaleStateError([card.decode() for card in moved])
