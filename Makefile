@@ -83,7 +83,8 @@ chaos: setup ## Faults under steady traffic on the clustered stack, every topic 
 bench-features: setup ## Feature replay speed (training sets) and the Redis store path
 	$(PY) -m bench.features --rows 1000000
 
-bench-detection: setup ## What the features reach beside an oracle of the simulator's hidden state (default history; `make simulate` first)
+bench-detection: setup ## What the features reach beside an oracle of the simulator's hidden state (the default history, simulated if missing)
+	@test -f data/history/manifest.json || $(MAKE) --no-print-directory simulate
 	$(PY) -m bench.detection
 
 bench-simulator: setup ## History generation speed and memory (1 million rows)
