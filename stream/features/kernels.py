@@ -2,8 +2,9 @@
 
 Plain loops over numpy arrays, compiled by numba (cached on disk, compiled on first call, never
 at import), and run without the GIL (`nogil`): in the worker, the store lane's kernels run beside
-the event loop's scoring instead of taking turns with it. Callers go through the wrappers in stream/features/definition.py; see its docstring for the
-conventions (microsecond time, half-open windows, lookback limits, NaN for missing).
+the event loop's scoring instead of taking turns with it. Callers go through the wrappers in
+stream/features/definition.py; see its docstring for the conventions (microsecond time,
+half-open windows, lookback limits, NaN for missing).
 """
 
 from __future__ import annotations

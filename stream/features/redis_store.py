@@ -233,7 +233,7 @@ class _Call:
     keys all share the anchor's slot."""
 
     anchor: str
-    script: str
+    name: str  # of a script in _SCRIPTS, or of a Redis command
     args: list[Any]
 
 
@@ -288,10 +288,10 @@ class _Rounds:
                 pipe = connection.pipeline(transaction=False)
                 for index in indexes:
                     call = calls[index]
-                    if call.script in self.shas:
-                        pipe.evalsha(self.shas[call.script], 1, call.anchor, *call.args)
+                    if call.name in self.shas:
+                        pipe.evalsha(self.shas[call.name], 1, call.anchor, *call.args)
                     else:  # a plain command on keys of the anchor's slot
-                        pipe.execute_command(call.script, *call.args)
+                        pipe.execute_command(call.name, *call.args)
                 try:
                     answers = pipe.execute()
                     break
@@ -445,9 +445,10 @@ class RedisFeatureStore(FeatureStore):
         versions: dict[str, bytes] = {}
         for number, answer in zip(sorted(cards_by_shard), answers, strict=False):
             cards = cards_by_shard[number]
-            for card, state in zip(cards, answer, strict=False):
-                versions[card] = state[: _VERSION.size] if state else b""
-                if state and len(state) > _VERSION.size:
+            for card, state in zip(cards, answer[: len(cards)], strict=True):
+                state = state or b""  # no state yet: version b"" (the write checks it)
+                versions[card] = state[: _VERSION.size]
+                if len(state) > _VERSION.size:
                     history[card] = state[_VERSION.size :]
             for transaction, record in zip(txs_by_shard[number], answer[len(cards) :], strict=True):
                 if record is not None:
