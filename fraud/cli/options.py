@@ -103,6 +103,15 @@ def decline_confidence(value: float) -> float | None:
     return value
 
 
+def confidence_level(value: float, option: str) -> float:
+    """A confidence option's value, refused (naming `option`) outside [0.5, 1)."""
+    if not 0.5 <= value < 1:
+        raise typer.BadParameter(
+            f"expected a confidence in [0.5, 1), got {value}", param_hint=option
+        )
+    return value
+
+
 def parse_band(text: str) -> tuple[float, float]:
     """--fairness-band '0.8,1.25' -> (0.8, 1.25), a band around parity (LOW <= 1 <= HIGH)."""
     try:

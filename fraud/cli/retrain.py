@@ -21,6 +21,7 @@ from fraud.cli.options import (
     LABEL_DELAY_DAYS,
     MAX_ALERT_RATE,
     THREADS,
+    confidence_level,
     decline_confidence,
     existing_file,
     parse_band,
@@ -176,7 +177,16 @@ def retrain_command(
         help="Promote when the gates pass (else leave it to `fraud promote`).",
     ),
     tolerance: float = typer.Option(
-        0.0, min=0.0, help="Allowed drop in average precision vs the champion, recent window."
+        0.0,
+        min=0.0,
+        help="Recent window: the challenger fails when the upper confidence bound of its "
+        "average precision minus the champion's is below -TOLERANCE (credibly worse).",
+    ),
+    recent_confidence: float = typer.Option(
+        0.95,
+        "--recent-confidence",
+        help="Recent window: confidence of that one-sided bound (paired bootstrap of the rows, "
+        "stratified by label), in [0.5, 1).",
     ),
     history_tolerance: float = typer.Option(
         0.02,
@@ -227,6 +237,7 @@ def retrain_command(
         presume_legit=presume_legit,
         promote=promote_,
         recent_tolerance=tolerance,
+        recent_confidence=confidence_level(recent_confidence, "--recent-confidence"),
         history_tolerance=history_tolerance,
         max_alert_rate=max_alert_rate,
         decline_confidence=decline_confidence(decline_confidence_),

@@ -196,6 +196,13 @@ def test_a_worse_challenger_is_registered_refused_and_the_champion_stays(
     assert float(tags["retrain.recent_average_precision"]) < float(
         tags["retrain.recent_champion_average_precision"]
     )
+    # Credibly worse, not a coin flip: the 95% upper bound of the difference is below 0.
+    assert float(tags["retrain.recent_ap_confidence"]) == 0.95
+    assert float(tags["retrain.recent_tolerance"]) == 0.0
+    assert float(tags["retrain.recent_ap_difference"]) < float(
+        tags["retrain.recent_ap_difference_upper"]
+    )
+    assert float(tags["retrain.recent_ap_difference_upper"]) < 0
     assert int(tags["retrain.labels"]) == len(window)
     assert tags["retrain.feedback_topic"] == retrain.topics["feedback"]
     alias = client.get_model_version_by_alias(settings.model_name, "challenger")

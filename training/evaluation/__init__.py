@@ -1,7 +1,9 @@
 """How good a model is, and for whom: metrics on a time window, the fairness audit, global
-feature importance, plots, and the reference distributions drift is measured against."""
+feature importance, plots, the reference distributions drift is measured against, and whether
+one model is credibly worse than another on the same rows (a paired bootstrap)."""
 
 from training.evaluation import plots
+from training.evaluation.bootstrap import bootstrap_average_precision, paired_difference
 from training.evaluation.curve import (
     DEFAULT_ALERT_RATES,
     alert_rate_curve,
@@ -38,12 +40,14 @@ __all__ = [
     "attach_groups",
     "audit",
     "bank_targets",
+    "bootstrap_average_precision",
     "calibration",
     "card_precision_at_k",
     "configured_gate",
     "evaluate_window",
     "flat_metrics",
     "global_importance",
+    "paired_difference",
     "plots",
     "proportions",
     "ranking_metrics",

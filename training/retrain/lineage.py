@@ -52,6 +52,8 @@ def lineage_record(
         "training_feedback_fraud": int(older["label"].sum()),
         "training_event_time_to": older["event_time"].max().isoformat(),
         "recent_share": options.recent_share,
+        "recent_tolerance": options.recent_tolerance,
+        "recent_confidence": options.recent_confidence,
         "recent_window": comparison,
         "dataset_digest": digest,
     }
@@ -99,6 +101,7 @@ def register_challenger(
             "retrain.recent_window": f"{recent['event_time_from']}..{recent['event_time_to']}",
             "retrain.recent_average_precision": recent["challenger"]["average_precision"],
             "retrain.recent_champion_average_precision": recent["champion"]["average_precision"],
+            **recent_difference_tags(recent, lineage),
             "retrain.champion_before": recent["champion_version"],
             "retrain.dataset_digest": lineage["dataset_digest"],
         }
@@ -107,6 +110,23 @@ def register_challenger(
     except BaseException:
         discard_run(client, settings, run_name)
         raise
+
+
+def recent_difference_tags(recent: dict[str, Any], lineage: dict[str, Any]) -> dict[str, Any]:
+    """The recent_window gate's figures: challenger - champion average precision, its one-sided
+    bounds at the confidence, and the tolerance the upper bound was held to."""
+    difference = recent.get("average_precision_difference")
+    if difference is None:
+        return {}
+    return {
+        "retrain.recent_ap_difference": difference["difference"],
+        "retrain.recent_ap_difference_lower": difference["lower_bound"],
+        "retrain.recent_ap_difference_upper": difference["upper_bound"],
+        "retrain.recent_ap_confidence": difference["confidence"],
+        "retrain.recent_ap_bootstrap": f"{difference['replicates']} paired replicates "
+        f"stratified by label, seed {difference['seed']}",
+        "retrain.recent_tolerance": lineage["recent_tolerance"],
+    }
 
 
 def display_path(path: Path) -> str:
@@ -155,6 +175,10 @@ def log_recent_window(
         for key, value in lineage["recent_window"][role].items():
             if isinstance(value, int | float):
                 client.log_metric(run_id, f"recent_{role}_{key}", float(value))
+    difference = lineage["recent_window"].get("average_precision_difference") or {}
+    for key in ("difference", "lower_bound", "upper_bound"):
+        if key in difference:
+            client.log_metric(run_id, f"recent_ap_{key}", float(difference[key]))
 
 
 def record_decision(
@@ -209,8 +233,22 @@ def retraining_card_section(settings: Settings, alias: str = CHAMPION) -> str:
             f"- Recent labelled window {tags['retrain.recent_window']}: average precision "
             f"{float(tags['retrain.recent_average_precision']):.4f} vs "
             f"{float(tags['retrain.recent_champion_average_precision']):.4f} for the champion "
-            f"before it (v{tags['retrain.champion_before']}).",
+            f"before it (v{tags['retrain.champion_before']}).{_difference_sentence(tags)}",
             f"- Dataset digest (history + labelled set): `{tags['retrain.dataset_digest']}`",
             "",
         ]
+    )
+
+
+def _difference_sentence(tags: dict[str, str]) -> str:
+    """The recent_window gate's bound, for versions retrained since it was recorded."""
+    if "retrain.recent_ap_difference_upper" not in tags:
+        return ""
+    confidence = 100 * float(tags["retrain.recent_ap_confidence"])
+    return (
+        f" Difference {float(tags['retrain.recent_ap_difference']):+.4f}, {confidence:g}% "
+        f"one-sided bounds {float(tags['retrain.recent_ap_difference_lower']):+.4f} (lower) and "
+        f"{float(tags['retrain.recent_ap_difference_upper']):+.4f} (upper; "
+        f"{tags['retrain.recent_ap_bootstrap']}); the gate refuses a challenger whose upper "
+        f"bound is below minus the tolerance ({tags['retrain.recent_tolerance']})."
     )

@@ -28,17 +28,24 @@ What the challenger learns from, and what it is judged on:
   models for `fraud promote`'s not_worse gate (within `history_tolerance`): a check that the
   challenger has not forgotten the history, not a forecast (it trained on later live rows).
 - Gates. `recent_window`, applied here: on the recent labelled window both models score the same
-  logged feature vectors, and the challenger's average precision must reach the champion's minus
-  `recent_tolerance` (a forward-in-time test: every training row is older). Then the gates of
-  training.governance.promotion (data validation, fairness, not_worse). @champion moves only when all pass
-  and `promote` is on; otherwise the new version stays at @challenger, tagged with its gates
-  (`fraud promote` can still move it). The worker polls @champion and swaps by itself.
+  logged feature vectors (a forward-in-time test: every training row is older), and the
+  challenger fails when it is credibly worse: when the upper confidence bound (one-sided,
+  `recent_confidence`, 0.95) of its average precision minus the champion's is below
+  -`recent_tolerance` (0). The bound comes from a paired bootstrap of the window's rows,
+  stratified by label so that every replicate holds as many frauds as the window, with
+  `recent_replicates` (1,000) replicates seeded by `seed` (training.evaluation.paired_difference).
+  A point comparison would be a coin flip between close models: with ~50 frauds in the window,
+  average precision moves by a few hundredths between runs of the same traffic. Then the gates
+  of training.governance.promotion (data validation, fairness, not_worse). @champion moves only
+  when all pass and `promote` is on; otherwise the new version stays at @challenger, tagged with
+  its gates (`fraud promote` can still move it). The worker polls @champion and swaps by itself.
 
 Lineage on the version (tags `retrain.*`, run artifact `retrain.json`): feedback offsets per
 partition, labelled_at and event-time ranges, counts by source, conflicts, the recent-window
-comparison and a digest of history + labelled set. Missing or thin input, or a service that does
-not answer, stops the run before anything is registered (RetrainRefusedError, ServiceUnavailable);
-a failure while registering deletes the half-made version.
+comparison (both average precisions, their difference with its bounds, the confidence and the
+tolerance) and a digest of history + labelled set. Missing or thin input, or a service that
+does not answer, stops the run before anything is registered (RetrainRefusedError,
+ServiceUnavailable); a failure while registering deletes the half-made version.
 """
 
 from __future__ import annotations
@@ -91,6 +98,8 @@ class RetrainOptions:
     presume_legit: bool = True
     promote: bool = True
     recent_tolerance: float = 0.0
+    recent_confidence: float = 0.95
+    recent_replicates: int = 1000
     history_tolerance: float = 0.02
     max_alert_rate: float = 0.02
     decline_confidence: float | None = 0.95
@@ -288,6 +297,10 @@ def _run(settings: Settings, options: RetrainOptions, step: Step) -> RetrainResu
                 ),
                 "champion": (current.predict_scores, current.thresholds),
             },
+            paired=("challenger", "champion"),
+            confidence=options.recent_confidence,
+            replicates=options.recent_replicates,
+            seed=options.seed,
         )
     comparison["champion_version"] = str(champion.version)
     recent_gate = _recent_gate(comparison, options.recent_tolerance)
@@ -341,13 +354,30 @@ def _fairness_gate(options: RetrainOptions) -> Any:
 
 
 def _recent_gate(comparison: dict[str, Any], tolerance: float) -> Gate:
+    """The challenger fails when it is credibly worse than the champion on the recent labelled
+    window: the upper confidence bound of (its average precision - the champion's) below
+    -tolerance. A point comparison would be a coin flip between close models: with ~50 frauds
+    average precision moves by a few hundredths between runs of the same traffic."""
     challenger = comparison["challenger"]["average_precision"]
     champion = comparison["champion"]["average_precision"]
-    passed = challenger is not None and champion is not None and challenger >= champion - tolerance
+    window = (
+        f"recent labelled window ({comparison['rows']} rows, {comparison['fraud']} fraud, "
+        f"{comparison['event_time_from']} to {comparison['event_time_to']})"
+    )
+    difference = comparison.get("average_precision_difference")
+    if challenger is None or champion is None or difference is None:
+        detail = f"average precision cannot be compared on the {window}: it needs fraud and legit"
+        return Gate("recent_window", False, detail)
+    bound = difference["upper_bound"]
+    passed = bound >= -tolerance
     detail = (
-        f"average precision on the recent labelled window ({comparison['rows']} rows, "
-        f"{comparison['fraud']} fraud, {comparison['event_time_from']} to "
-        f"{comparison['event_time_to']}): challenger {challenger:.4f} vs champion "
-        f"v{comparison['champion_version']} {champion:.4f} (tolerance {tolerance})"
+        f"average precision on the {window}: challenger {challenger:.4f} vs champion "
+        f"v{comparison['champion_version']} {champion:.4f}, difference "
+        f"{difference['difference']:+.4f} with {100 * difference['confidence']:g}% upper "
+        f"confidence bound {bound:+.4f} (paired bootstrap of the rows, "
+        f"{difference['replicates']} replicates stratified by label), "
+        + ("not below" if passed else "below")
+        + f" minus the tolerance {tolerance:g}: "
+        + ("not credibly worse" if passed else "credibly worse")
     )
     return Gate("recent_window", passed, detail)

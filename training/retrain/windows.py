@@ -24,7 +24,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from fraud.errors import FraudScorerError, ValidationError
 from stream.scoring import Thresholds
 from training.data import FeatureSpec, TimeSplit
-from training.evaluation import tier_metrics
+from training.evaluation import paired_difference, tier_metrics
 from training.model import TrainConfig, TrainingOutcome, pipeline
 
 FEEDBACK_ORIGIN = "feedback"
@@ -167,8 +167,19 @@ def window_metrics(
     }
 
 
-def compare_on_window(recent: pd.DataFrame, scorers: Mapping[str, Scorer]) -> dict[str, Any]:
-    """Each model's metrics on the same rows (the logged feature vectors), by role."""
+def compare_on_window(
+    recent: pd.DataFrame,
+    scorers: Mapping[str, Scorer],
+    paired: tuple[str, str] | None = None,
+    *,
+    confidence: float = 0.95,
+    replicates: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Each model's metrics on the same rows (the logged feature vectors), by role; with
+    `paired` = (first, second), also the difference first - second in average precision and its
+    one-sided bounds at `confidence` from a paired bootstrap of the rows stratified by label
+    (training.evaluation.paired_difference), under "average_precision_difference"."""
     labels = recent["label"].to_numpy()
     result: dict[str, Any] = {
         "rows": len(recent),
@@ -177,8 +188,23 @@ def compare_on_window(recent: pd.DataFrame, scorers: Mapping[str, Scorer]) -> di
         "event_time_to": recent["event_time"].max().isoformat(),
         "by_source": {str(k): int(v) for k, v in recent["source"].value_counts().items()},
     }
+    scores = {}
     for role, (score, thresholds) in scorers.items():
-        result[role] = window_metrics(labels, score(recent), thresholds)
+        scores[role] = np.asarray(score(recent), dtype=np.float64)
+        result[role] = window_metrics(labels, scores[role], thresholds)
+    if paired is not None and len(np.unique(labels)) == 2:
+        first, second = paired
+        result["average_precision_difference"] = {
+            "of": f"{first} - {second}",
+            **paired_difference(
+                labels,
+                scores[first],
+                scores[second],
+                replicates=replicates,
+                confidence=confidence,
+                seed=seed,
+            ),
+        }
     return result
 
 

@@ -1,5 +1,6 @@
 """Retraining without services: labelled-set checks, the recent cut, combined windows, the
-recent-window comparison, the dataset digest and the CLI's argument parsing."""
+recent-window comparison and its gate (a paired bootstrap), the dataset digest and the CLI's
+argument parsing."""
 
 from __future__ import annotations
 
@@ -137,16 +138,197 @@ def test_compare_on_window_scores_the_same_rows_with_each_model() -> None:
     # champion: ranking 5 (legit), 4 (fraud), 3, 2 (fraud), ...: AP = (1/2 + 2/4) / 2
     assert comparison["champion"]["average_precision"] == pytest.approx(0.5)
     assert comparison["champion"]["alert_recall"] == 0.5  # only amount 4 reaches 0.8 >= 0.7
+    assert "average_precision_difference" not in comparison  # only when a pair is named
     comparison["champion_version"] = "3"
-    assert _recent_gate(comparison, 0.0).passed
-    assert not _recent_gate(
-        {**comparison, "challenger": comparison["champion"], "champion": comparison["challenger"]},
-        0.4,
-    ).passed
-    assert _recent_gate(
-        {**comparison, "challenger": comparison["champion"], "champion": comparison["challenger"]},
-        0.5,
-    ).passed
+    # Without the bootstrap's bound the gate cannot vouch for the challenger: it fails closed.
+    assert not _recent_gate(comparison, 0.0).passed
+
+
+# -- the recent_window gate: a paired bootstrap of average precision --------------------------
+
+
+def recent_window(rows: int = 4000, frauds: int = 50, seed: int = 11) -> pd.DataFrame:
+    """A recent labelled window of `rows` rows, `frauds` of them fraud (shuffled)."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(rows, dtype=int)
+    labels[rng.choice(rows, frauds, replace=False)] = 1
+    return labelled(labels.tolist())
+
+
+def champion_scores(window: pd.DataFrame, seed: int = 12) -> np.ndarray:
+    """A good but imperfect model: fraud scores higher on average, with overlap."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(window["label"].to_numpy() * 3.0, 1.0)
+
+
+def gate_on(
+    window: pd.DataFrame,
+    challenger: np.ndarray,
+    champion: np.ndarray,
+    tolerance: float = 0.0,
+    confidence: float = 0.95,
+    seed: int = 1,
+) -> tuple[dict, object]:
+    thresholds = Thresholds(review=0.5, decline=0.9)
+    comparison = compare_on_window(
+        window,
+        {
+            "challenger": (lambda frame: challenger, thresholds),
+            "champion": (lambda frame: champion, thresholds),
+        },
+        paired=("challenger", "champion"),
+        confidence=confidence,
+        seed=seed,
+    )
+    comparison["champion_version"] = "3"
+    return comparison, _recent_gate(comparison, tolerance)
+
+
+def test_paired_bootstrap_is_average_precision_with_the_drawn_rows_as_weights() -> None:
+    """Each replicate equals scikit-learn's average_precision_score on the rows it drew (as
+    sample weights), ties included, and keeps every fraud count: stratified by label."""
+    from sklearn.metrics import average_precision_score
+
+    from training.evaluation import bootstrap_average_precision
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(600) < 0.05).astype(int)
+    first = np.round(rng.normal(y * 2.0, 1.0), 1)  # rounded: many ties
+    second = np.round(first + rng.normal(0, 0.5, 600), 1)
+    replicates = bootstrap_average_precision(y, [first, second], replicates=4, seed=9)
+
+    draws = np.random.default_rng(9)  # the same draws: frauds first, then legit rows
+    frauds, legit = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    fraud_draws = draws.integers(0, len(frauds), size=(4, len(frauds)))
+    legit_draws = draws.integers(0, len(legit), size=(4, len(legit)))
+    for k in range(4):
+        weights = np.bincount(frauds[fraud_draws[k]], minlength=600) + np.bincount(
+            legit[legit_draws[k]], minlength=600
+        )
+        assert weights[y == 1].sum() == len(frauds) and weights.sum() == 600
+        for model, scores in enumerate((first, second)):
+            expected = average_precision_score(y, scores, sample_weight=weights)
+            assert replicates[model, k] == pytest.approx(expected, abs=1e-12)
+
+
+def test_identical_models_pass_with_a_zero_difference() -> None:
+    window = recent_window()
+    scores = champion_scores(window)
+    comparison, gate = gate_on(window, scores, scores.copy())
+    difference = comparison["average_precision_difference"]
+    assert difference["of"] == "challenger - champion"
+    assert difference["difference"] == 0.0
+    assert difference["lower_bound"] == difference["upper_bound"] == 0.0
+    assert gate.passed
+
+
+def test_a_challenger_with_inverted_scores_fails() -> None:
+    window = recent_window()
+    scores = champion_scores(window)
+    comparison, gate = gate_on(window, -scores, scores)
+    difference = comparison["average_precision_difference"]
+    assert difference["upper_bound"] < -0.5
+    assert difference["lower_bound"] <= difference["difference"] <= difference["upper_bound"]
+    assert not gate.passed and gate.detail.endswith("credibly worse")
+
+
+def test_a_close_challenger_a_little_behind_on_the_point_estimate_passes() -> None:
+    """Same model, a little noise on the scores: the point difference is a small deficit (a
+    point comparison at tolerance 0 refused it), but not a credible one with 50 frauds."""
+    window = recent_window()
+    scores = champion_scores(window)
+    close = scores + np.random.default_rng(4).normal(0, 0.15, len(scores))
+    comparison, gate = gate_on(window, close, scores)
+    difference = comparison["average_precision_difference"]
+    challenger = comparison["challenger"]["average_precision"]
+    champion = comparison["champion"]["average_precision"]
+    assert difference["difference"] == pytest.approx(challenger - champion)
+    assert -0.01 < difference["difference"] < 0  # of the size seen between runs (-0.006)
+    assert difference["lower_bound"] < difference["difference"] < 0 < difference["upper_bound"]
+    assert gate.passed and gate.detail.endswith("not credibly worse")
+
+
+def test_the_tolerance_forgives_a_small_credible_deficit() -> None:
+    """200 frauds make a deficit of 0.03 credible; a tolerance of 0.02 lets it through."""
+    window = recent_window(rows=8000, frauds=200)
+    scores = champion_scores(window)
+    worse = scores + np.random.default_rng(4).normal(0, 0.3, len(scores))
+    comparison, gate = gate_on(window, worse, scores)
+    upper = comparison["average_precision_difference"]["upper_bound"]
+    assert -0.02 < upper < 0 and not gate.passed
+    assert _recent_gate(comparison, 0.02).passed
+    assert _recent_gate(comparison, round(-upper, 4) + 0.0001).passed
+    assert not _recent_gate(comparison, round(-upper, 4) - 0.0001).passed
+
+
+def test_the_bound_is_reproducible_with_the_same_seed() -> None:
+    window = recent_window()
+    scores = champion_scores(window)
+    close = scores + np.random.default_rng(4).normal(0, 0.15, len(scores))
+    first, _ = gate_on(window, close, scores, seed=7)
+    again, _ = gate_on(window, close, scores, seed=7)
+    other, _ = gate_on(window, close, scores, seed=8)
+    assert first["average_precision_difference"] == again["average_precision_difference"]
+    assert (
+        first["average_precision_difference"]["upper_bound"]
+        != other["average_precision_difference"]["upper_bound"]
+    )
+    assert (
+        first["average_precision_difference"]["difference"]
+        == other["average_precision_difference"]["difference"]
+    )
+    # A higher confidence asks for more evidence: its upper bound lies further up.
+    wider, _ = gate_on(window, close, scores, seed=7, confidence=0.99)
+    assert (
+        wider["average_precision_difference"]["upper_bound"]
+        > first["average_precision_difference"]["upper_bound"]
+    )
+
+
+def test_the_gate_says_what_it_measured_in_plain_words() -> None:
+    window = recent_window()
+    scores = champion_scores(window)
+    comparison, gate = gate_on(window, -scores, scores, tolerance=0.02)
+    difference = comparison["average_precision_difference"]
+    challenger = comparison["challenger"]["average_precision"]
+    champion = comparison["champion"]["average_precision"]
+    assert gate.name == "recent_window"
+    assert "recent labelled window (4000 rows, 50 fraud, " in gate.detail
+    assert f"challenger {challenger:.4f} vs champion v3 {champion:.4f}" in gate.detail
+    assert f"difference {difference['difference']:+.4f}" in gate.detail
+    assert f"95% upper confidence bound {difference['upper_bound']:+.4f}" in gate.detail
+    assert "paired bootstrap of the rows, 1000 replicates stratified by label" in gate.detail
+    assert "below minus the tolerance 0.02: credibly worse" in gate.detail
+
+
+def test_the_version_and_its_model_card_carry_the_difference_and_its_bounds() -> None:
+    from training.retrain.lineage import _difference_sentence, recent_difference_tags
+
+    window = recent_window()
+    scores = champion_scores(window)
+    comparison, _ = gate_on(window, -scores, scores)
+    tags = recent_difference_tags(comparison, {"recent_tolerance": 0.01})
+    difference = comparison["average_precision_difference"]
+    assert tags["retrain.recent_ap_difference"] == difference["difference"]
+    assert tags["retrain.recent_ap_difference_lower"] == difference["lower_bound"]
+    assert tags["retrain.recent_ap_difference_upper"] == difference["upper_bound"]
+    assert tags["retrain.recent_ap_confidence"] == 0.95
+    assert tags["retrain.recent_tolerance"] == 0.01
+    sentence = _difference_sentence({key: str(value) for key, value in tags.items()})
+    assert f"Difference {difference['difference']:+.4f}, 95% one-sided bounds" in sentence
+    assert f"{difference['upper_bound']:+.4f} (upper; 1000 paired replicates" in sentence
+    assert "below minus the tolerance (0.01)" in sentence
+    assert _difference_sentence({}) == ""  # a version retrained before the bound was recorded
+    assert recent_difference_tags({"rows": 3}, {}) == {}
+
+
+def test_the_bootstrap_needs_both_classes_and_a_sensible_confidence() -> None:
+    from training.evaluation import paired_difference
+
+    with pytest.raises(ValueError, match="both present"):
+        paired_difference([0, 0, 0], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match=r"\[0.5, 1\)"):
+        paired_difference([0, 1], [0.1, 0.2], [0.2, 0.1], confidence=1.0)
 
 
 def test_dataset_digest_follows_every_label_and_the_history() -> None:
@@ -319,3 +501,18 @@ def test_a_bad_decline_confidence_is_refused_before_any_work(command: str, tmp_p
     result = CliRunner().invoke(app, [*args, "--decline-confidence", "1.5"])
     assert result.exit_code == 2, result.output
     assert "--decline-confidence" in result.output
+
+
+def test_a_bad_recent_confidence_is_refused_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fraud.cli.main import _register_commands, app
+
+    _register_commands()
+    missing = tmp_path / "none.parquet"
+    for bad in ("0.3", "1", "1.5"):
+        result = CliRunner().invoke(
+            app, ["retrain", "--data", str(missing), "--recent-confidence", bad]
+        )
+        assert result.exit_code == 2, result.output
+        assert "--recent-confidence" in result.output
