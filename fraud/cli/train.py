@@ -436,11 +436,15 @@ def model_card_command(
     out: Path = typer.Option(PROJECT_ROOT / "model_card.md", help="Where to write the card."),
     alias: str = typer.Option("champion", help="Alias of the version to describe."),
 ) -> None:
-    """Write the model card of the champion from its registry metadata."""
+    """Write the model card of the champion from its registry metadata (with its retraining
+    from feedback, when it was retrained)."""
     from training.governance import render
+    from training.retrain import retraining_card_section
 
     settings: Settings = ctx.obj
-    out.write_text(render(settings, alias), encoding="utf-8")
+    out.write_text(
+        render(settings, alias) + retraining_card_section(settings, alias), encoding="utf-8"
+    )
     typer.echo(f"wrote {out}")
 
 

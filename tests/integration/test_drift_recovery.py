@@ -188,6 +188,17 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
                     timeout=120,
                 )
                 assert forced.returncode == 0, forced.stdout + forced.stderr
+                # The card `fraud retrain` wrote describes the champion it left in place; the
+                # new champion's card, retraining included, comes from `fraud model-card`.
+                card = subprocess.run(
+                    fraud_command("model-card", "--out", str(tmp_path / "card.md")),
+                    cwd=ROOT,
+                    env={**os.environ, **worker_env.env(6066)},
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                assert card.returncode == 0, card.stdout + card.stderr
             else:
                 assert "@champion -> v" in output
             from stream.scoring import open_store, version_at_alias
