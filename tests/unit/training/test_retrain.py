@@ -178,37 +178,28 @@ def gate_on(
         },
         paired=("challenger", "champion"),
         confidence=confidence,
+        replicates=300,  # enough for these windows' clear-cut cases, and quick
         seed=seed,
     )
     comparison["champion_version"] = "3"
     return comparison, _recent_gate(comparison, tolerance)
 
 
-def test_paired_bootstrap_is_average_precision_with_the_drawn_rows_as_weights() -> None:
-    """Each replicate equals scikit-learn's average_precision_score on the rows it drew (as
-    sample weights), ties included, and keeps every fraud count: stratified by label."""
-    from sklearn.metrics import average_precision_score
-
+def test_paired_bootstrap_resamples_frauds_among_frauds_and_the_same_rows_for_both() -> None:
+    """Stratified: every replicate keeps the window's fraud count (a replicate of a model that
+    ranks every fraud first is exactly 1.0). Paired: two copies of one model differ by nothing in
+    any replicate, though each replicate's average precision moves."""
     from training.evaluation import bootstrap_average_precision
 
     rng = np.random.default_rng(5)
     y = (rng.random(600) < 0.05).astype(int)
-    first = np.round(rng.normal(y * 2.0, 1.0), 1)  # rounded: many ties
-    second = np.round(first + rng.normal(0, 0.5, 600), 1)
-    replicates = bootstrap_average_precision(y, [first, second], replicates=4, seed=9)
-
-    draws = np.random.default_rng(9)  # the same draws: frauds first, then legit rows
-    frauds, legit = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    fraud_draws = draws.integers(0, len(frauds), size=(4, len(frauds)))
-    legit_draws = draws.integers(0, len(legit), size=(4, len(legit)))
-    for k in range(4):
-        weights = np.bincount(frauds[fraud_draws[k]], minlength=600) + np.bincount(
-            legit[legit_draws[k]], minlength=600
-        )
-        assert weights[y == 1].sum() == len(frauds) and weights.sum() == 600
-        for model, scores in enumerate((first, second)):
-            expected = average_precision_score(y, scores, sample_weight=weights)
-            assert replicates[model, k] == pytest.approx(expected, abs=1e-12)
+    perfect = y + rng.random(600) * 0.5
+    noisy = np.round(rng.normal(y * 2.0, 1.0), 1)  # rounded: many ties
+    replicates = bootstrap_average_precision(y, [perfect, noisy, noisy], replicates=50, seed=9)
+    assert replicates.shape == (3, 50)
+    assert np.allclose(replicates[0], 1.0)
+    assert np.array_equal(replicates[1], replicates[2])
+    assert replicates[1].std() > 0.01
 
 
 def test_identical_models_pass_with_a_zero_difference() -> None:
@@ -297,7 +288,7 @@ def test_the_gate_says_what_it_measured_in_plain_words() -> None:
     assert f"challenger {challenger:.4f} vs champion v3 {champion:.4f}" in gate.detail
     assert f"difference {difference['difference']:+.4f}" in gate.detail
     assert f"95% upper confidence bound {difference['upper_bound']:+.4f}" in gate.detail
-    assert "paired bootstrap of the rows, 1000 replicates stratified by label" in gate.detail
+    assert "paired bootstrap of the rows, 300 replicates stratified by label" in gate.detail
     assert "below minus the tolerance 0.02: credibly worse" in gate.detail
 
 
@@ -316,7 +307,7 @@ def test_the_version_and_its_model_card_carry_the_difference_and_its_bounds() ->
     assert tags["retrain.recent_tolerance"] == 0.01
     sentence = _difference_sentence({key: str(value) for key, value in tags.items()})
     assert f"Difference {difference['difference']:+.4f}, 95% one-sided bounds" in sentence
-    assert f"{difference['upper_bound']:+.4f} (upper; 1000 paired replicates" in sentence
+    assert f"{difference['upper_bound']:+.4f} (upper; 300 paired replicates" in sentence
     assert "below minus the tolerance (0.01)" in sentence
     assert _difference_sentence({}) == ""  # a version retrained before the bound was recorded
     assert recent_difference_tags({"rows": 3}, {}) == {}
