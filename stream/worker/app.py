@@ -117,6 +117,16 @@ def _records(batch: FetchedBatch) -> list[RawMessage]:
     ]
 
 
+def _fetch_wait_s(batch: FetchedBatch, messages: list[RawMessage]) -> float:
+    """How long the batch's oldest record had been on the broker when the batch was fetched,
+    by its Kafka timestamp (0 when a producer's clock runs ahead of ours)."""
+    stamps = [m.source.timestamp for m in messages if m.source.timestamp is not None]
+    if not stamps:
+        return 0.0
+    fetched_at = time.time() - (time.monotonic() - batch.fetched_at)
+    return max(0.0, fetched_at - min(stamps))
+
+
 async def _bounded_body(request: Request, limit: int) -> bytes | None:
     """The request body, or None as soon as it is larger than `limit` bytes."""
     native = cast(web.Request, request)
@@ -181,11 +191,19 @@ def create_app(worker: Worker) -> faust.App:
         # worker rather than keep deciding a partition that cannot make progress.
         await app.crash(exc)
 
+    stage_seconds = worker.metrics.batch_stage
+
+    def prepare(batch: FetchedBatch) -> Awaitable[PreparedBatch]:
+        messages = _records(batch)
+        stage_seconds.labels("fetch_wait").observe(_fetch_wait_s(batch, messages))
+        return worker.handler.begin(messages)
+
     route: PipelinedRoute[FetchedBatch, PreparedBatch] = PipelinedRoute(
-        prepare=lambda batch: worker.handler.begin(_records(batch)),
+        prepare=prepare,
         deliver=worker.handler.publish,
         on_done=lambda batch: app.batch_consumer.ack_batch(batch),
         on_failure=crash,
+        observe=lambda stage, seconds: stage_seconds.labels(stage).observe(seconds),
     )
     app.batch_topic(transactions, route)
 

@@ -30,6 +30,7 @@ DECISIONS = ("approve", "review", "decline")
 MODEL_REFUSALS = ("integrity", "incompatible")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_STAGES = ("fetch_wait", "deciding", "delivery")
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)
 SCORE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
 
@@ -89,6 +90,16 @@ class ScorerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.batch_stage = Histogram(
+            "fraud_batch_stage_seconds",
+            "Where a micro-batch's time goes: its oldest transaction's wait before the batch was "
+            "fetched (fetch_wait), fetched to decided (deciding: admission, the store lane's "
+            "queue and Redis round trips, scoring) and its outputs' delivery to the broker "
+            "(delivery)",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
             "fraud_batch_size", "Transactions per micro-batch", buckets=BATCH_BUCKETS, registry=r
         )
@@ -114,3 +125,5 @@ class ScorerMetrics:
             self.dead_letters.labels(reason)
         for reason in MODEL_REFUSALS:
             self.model_refused.labels(reason)
+        for stage in BATCH_STAGES:
+            self.batch_stage.labels(stage)

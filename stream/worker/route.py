@@ -8,6 +8,8 @@ returns when the previous batch is delivered. So batch N+1 is admitted while bat
 Redis and scored while batch N's outputs flush, at most two batches are in flight, outputs keep
 the input order, and the fetch loop waits when delivery is the bottleneck.
 Once a batch's outputs are all on the broker, `on_done(batch)` acknowledges its offsets.
+`observe(stage, seconds)`, when given, hears per batch how long it took from submission to
+prepared ("deciding") and how long its delivery took ("delivery").
 Deliveries run as tasks of their own: stopping the worker never cuts a batch between its
 produce and its acknowledgement.
 """
@@ -34,11 +36,13 @@ class PipelinedRoute(Generic[B, P]):
         deliver: Callable[[P], Awaitable[None]],
         on_done: Callable[[B], object],
         on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
+        observe: Callable[[str, float], object] | None = None,
     ) -> None:
         self.prepare = prepare
         self.deliver = deliver
         self.on_done = on_done
         self.on_failure = on_failure
+        self.observe = observe
         self._tail: asyncio.Future[None] | None = None
         self._pending = 0
         self._idle: asyncio.Event | None = None
@@ -63,7 +67,8 @@ class PipelinedRoute(Generic[B, P]):
     async def submit(self, batch: B) -> None:
         # Counted before any await, so that a revoke waiting in drain() sees this batch.
         self._pending += 1
-        self._submitted_at.append(time.monotonic())
+        submitted = time.monotonic()
+        self._submitted_at.append(submitted)
         self._idle_event().clear()
         try:
             preparing = self.prepare(batch)
@@ -71,18 +76,27 @@ class PipelinedRoute(Generic[B, P]):
             self._finish()
             raise
         previous = self._tail
-        self._tail = asyncio.ensure_future(self._deliver_after(previous, batch, preparing))
+        self._tail = asyncio.ensure_future(
+            self._deliver_after(previous, batch, preparing, submitted)
+        )
         if previous is not None:
             await asyncio.wait({previous})  # unlike `await previous`, a cancel leaves it running
 
     async def _deliver_after(
-        self, previous: asyncio.Future[None] | None, batch: B, preparing: Awaitable[P]
+        self,
+        previous: asyncio.Future[None] | None,
+        batch: B,
+        preparing: Awaitable[P],
+        submitted: float,
     ) -> None:
         try:
             prepared = await preparing  # scored while the previous batch's outputs flush
+            self._observe("deciding", time.monotonic() - submitted)
             if previous is not None:
                 await asyncio.wait({previous})
+            delivering = time.monotonic()
             await self.deliver(prepared)
+            self._observe("delivery", time.monotonic() - delivering)
             self.on_done(batch)
         except BaseException as exc:  # never acknowledged: its offsets stay uncommitted
             log.exception("batch delivery failed; its offsets stay uncommitted")
@@ -90,6 +104,10 @@ class PipelinedRoute(Generic[B, P]):
                 await self.on_failure(exc)
         finally:
             self._finish()
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        if self.observe is not None:
+            self.observe(stage, seconds)
 
     def _finish(self) -> None:
         self._pending -= 1

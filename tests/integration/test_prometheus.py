@@ -302,6 +302,10 @@ def test_prometheus_reads_a_running_workers_decision_counter(worker_env, consume
                 '(fraud_event_to_decision_seconds_bucket{job="fraud-worker"}))'
             )
             (model,) = prom.wait_for('fraud_model_info{job="fraud-worker"}')
+            stages = prom.wait_for(
+                'sum by (stage) (fraud_batch_stage_seconds_count{job="fraud-worker"}) > 0'
+            )
+            batches = prom.query('sum(fraud_batch_size_count{job="fraud-worker"})')
 
     assert float(decided["value"][1]) == len(decisions)
     tiers = {r["metric"]["decision"]: float(r["value"][1]) for r in by_tier}
@@ -311,3 +315,9 @@ def test_prometheus_reads_a_running_workers_decision_counter(worker_env, consume
     }
     assert 0 < float(p99["value"][1]) < 10
     assert model["metric"]["version"] == worker_env.champion.version
+    # Every batch heard in each stage: fetched, decided, delivered.
+    per_stage = {r["metric"]["stage"]: float(r["value"][1]) for r in stages}
+    (batch_count,) = batches
+    assert per_stage == dict.fromkeys(
+        ("fetch_wait", "deciding", "delivery"), float(batch_count["value"][1])
+    )

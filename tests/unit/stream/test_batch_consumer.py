@@ -122,3 +122,49 @@ def test_a_failed_delivery_is_never_acknowledged() -> None:
 
     asyncio.run(run())
     assert done == [1] and len(failures) == 1
+
+
+def test_the_route_reports_how_long_each_batch_took_to_decide_and_to_deliver() -> None:
+    heard: list[tuple[str, float]] = []
+
+    async def prepare(n: int) -> int:
+        await asyncio.sleep(0.02 if n == 1 else 0)
+        return n
+
+    async def deliver(prepared: int) -> None:
+        await asyncio.sleep(0.03 if prepared == 2 else 0)
+
+    route: PipelinedRoute[int, int] = PipelinedRoute(
+        prepare, deliver, lambda n: None, observe=lambda stage, s: heard.append((stage, s))
+    )
+
+    async def run() -> None:
+        for n in (1, 2):
+            await route.submit(n)
+        await route.drain()
+
+    asyncio.run(run())
+    deciding = sorted(s for stage, s in heard if stage == "deciding")
+    delivery = sorted(s for stage, s in heard if stage == "delivery")
+    assert len(deciding) == len(delivery) == 2 and len(heard) == 4
+    assert deciding[0] < 0.02 <= deciding[1]  # batch 1 decided slowly, batch 2 at once
+    assert delivery[0] < 0.03 <= delivery[1]  # batch 2 delivered slowly
+
+
+def test_the_fetch_wait_is_how_long_the_oldest_record_was_on_the_broker() -> None:
+    import time
+
+    from stream.worker.app import _fetch_wait_s, _records
+
+    now = time.time()
+    records = [
+        SimpleNamespace(topic="tx", partition=0, offset=o, value=b"{}", timestamp=ts)
+        for o, ts in ((0, (now - 0.250) * 1000), (1, (now - 0.050) * 1000))
+    ]
+    fetched = FetchedBatch("tx", {TX: records}, {TX: (0, 2)}, 3)
+    assert _fetch_wait_s(fetched, _records(fetched)) == pytest.approx(0.250, abs=0.05)
+    ahead = [
+        SimpleNamespace(topic="tx", partition=0, offset=0, value=b"{}", timestamp=(now + 60) * 1000)
+    ]
+    skewed = FetchedBatch("tx", {TX: ahead}, {TX: (0, 1)}, 3)
+    assert _fetch_wait_s(skewed, _records(skewed)) == 0.0  # a producer clock ahead of ours
