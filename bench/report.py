@@ -192,6 +192,34 @@ def verdict_table(document: Mapping[str, Any]) -> Table:
     return table
 
 
+def stages_table(document: Mapping[str, Any]) -> Table | None:
+    """Per fixed rate, where a batch's time went (the worker's fraud_batch_stage_seconds)."""
+    rates = [r for r in document["worker"].get("fixed_rates", []) if r.get("batch_stages")]
+    if not rates:
+        return None
+    stages = ("fetch_wait", "deciding", "delivery")
+    table = Table(title="Where a batch's time goes at each rate (the worker's own histogram)")
+    table.add_column("offered tx/s", justify="right")
+    table.add_column("batches", justify="right")
+    for stage in stages:
+        table.add_column(f"{stage} p50 / p99 ms", justify="right")
+    for result in rates:
+        by_stage = result["batch_stages"]
+        cells = []
+        for stage in stages:
+            row = by_stage.get(stage) or {}
+            cells.append(f"{_num(row.get('p50_ms'), 1)} / {_num(row.get('p99_ms'), 1)}")
+        batches = (by_stage.get("deciding") or {}).get("batches")
+        table.add_row(_num(result["offered_rate"]), _num(batches), *cells)
+    table.caption = (
+        "per batch: fetch_wait = its oldest transaction's time on the broker before the batch "
+        "was fetched, deciding = admission, store lane (queue + Redis) and scoring, delivery = "
+        "outputs to the broker; interpolated inside the histogram's buckets (..., 5, 7.5, 10, "
+        "15, 20, 30, 50, 75, 100, 150, 250 ms, ...), as Prometheus's histogram_quantile"
+    )
+    return table
+
+
 def sampling_tables(profile: Mapping[str, Any], top: int = 15) -> list[Table]:
     """The py-spy profile: CPU by area beside the event loop's wall time, top functions,
     threads."""
@@ -290,6 +318,9 @@ def render(document: Mapping[str, Any], console: Console) -> None:
     console.print(header(document))
     console.print(results_table(document))
     console.print(verdict_table(document))
+    stages = stages_table(document)
+    if stages is not None:
+        console.print(stages)
     if document.get("profile"):
         for table in sampling_tables(document["profile"]):
             console.print(table)

@@ -171,6 +171,45 @@ class SaturationResult:
     note: str = ""
 
 
+# Per stage of the worker's fraud_batch_stage_seconds histogram: (upper bound, cumulative count)
+# of each bucket, +Inf last.
+StageBuckets = dict[str, list[tuple[float, float]]]
+
+
+def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """Prometheus's histogram_quantile over cumulative buckets: linear inside the bucket that
+    holds the q-th observation; the highest finite bound when it falls in +Inf."""
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            inside = count - lower_count
+            share = (rank - lower_count) / inside if inside > 0 else 1.0
+            return lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def stage_summary(before: StageBuckets, after: StageBuckets) -> dict[str, dict[str, float | None]]:
+    """Per batch stage, between two scrapes of the worker: batches, p50 and p99 in ms."""
+    summary: dict[str, dict[str, float | None]] = {}
+    for stage, buckets in after.items():
+        earlier = dict(before.get(stage, []))
+        delta = [(bound, count - earlier.get(bound, 0.0)) for bound, count in buckets]
+        p50, p99 = histogram_quantile(0.5, delta), histogram_quantile(0.99, delta)
+        summary[stage] = {
+            "batches": delta[-1][1] if delta else 0.0,
+            "p50_ms": None if p50 is None else round(p50 * 1000, 1),
+            "p99_ms": None if p99 is None else round(p99 * 1000, 1),
+        }
+    return summary
+
+
 @dataclass
 class FixedRateResult:
     """A paced producer for `duration_s`; latency from the decisions' latency_ms."""
@@ -193,6 +232,8 @@ class FixedRateResult:
     mean_batch_size: float | None = None
     complete: bool = True  # False: not every event was decided within the drain limit
     kept_up: bool = True
+    # Per batch stage (fetch_wait, deciding, delivery) from the worker's own histogram.
+    batch_stages: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -255,6 +296,7 @@ def fixed_rate_result(
     dead_lettered: int = 0,
     tiers: Mapping[str, int] | None = None,
     batches: int = 0,
+    batch_stages: Mapping[str, dict[str, float | None]] | None = None,
 ) -> FixedRateResult:
     """Sustained decisions/s = decisions decided inside the sending window / its length; the
     CPU, sampled at the window's ends, is per decision decided inside it."""
@@ -281,6 +323,7 @@ def fixed_rate_result(
         mean_batch_size=mean_batch(len(decided_at), batches),
         complete=complete,
         kept_up=complete and inside + dead_lettered >= KEPT_UP_SHARE * sent,
+        batch_stages=dict(batch_stages or {}),
     )
 
 

@@ -23,6 +23,7 @@ from bench.results import (
     SaturationResult,
     fixed_rate_result,
     saturation_result,
+    stage_summary,
 )
 from bench.worker import CpuMeter, WorkerProcess, cpu_seconds_of
 
@@ -194,12 +195,14 @@ def fixed_rate(
     try:
         start = [kafka.end_offsets(probe, topic) for topic in outputs]
         meter = CpuMeter(running.worker.cpu_seconds)
+        stages_before = running.worker.batch_stages()
         meter.mark()
         paced = kafka.send_paced(phase.producer, topics.transactions, events, offered, duration_s)
         meter.mark()
         drain = phase.options.drain_timeout_s
         kafka.wait_for_records(probe, outputs, start, paced.sent, drain, deadline_s=drain)
         end = [kafka.end_offsets(probe, topic) for topic in outputs]
+        stages_after = running.worker.batch_stages()
     finally:
         probe.close()
     times = kafka.read_decisions(connection, topics.decisions, start[0], end[0])
@@ -215,6 +218,7 @@ def fixed_rate(
         dead_lettered=dead,
         tiers=times.tiers,
         batches=times.batches,
+        batch_stages=stage_summary(stages_before, stages_after),
     )
 
 

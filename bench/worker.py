@@ -19,8 +19,9 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench.results import CpuReading
+from bench.results import CpuReading, StageBuckets
 from fraud.errors import FraudScorerError, ModelNotFoundError
 from fraud.settings import PROJECT_ROOT, Settings
 
@@ -135,6 +136,20 @@ def cpu_seconds_from_stat(stat: str, ticks_per_s: int = CLOCK_TICKS) -> float:
 WORKER_COMMAND = ("fraud.cli", "worker")
 
 
+def stage_buckets(metrics_text: str) -> StageBuckets:
+    """fraud_batch_stage_seconds from a /metrics page: per stage, (upper bound, cumulative
+    count) of each bucket in ascending order."""
+    stages: StageBuckets = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "fraud_batch_stage_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                bound = float(sample.labels["le"])
+                stages.setdefault(sample.labels["stage"], []).append((bound, sample.value))
+    return {stage: sorted(buckets) for stage, buckets in stages.items()}
+
+
 class WorkerProcess:
     """`fraud worker` (or another module: `command`) as a child process; optionally under
     bench.profile (cProfile)."""
@@ -202,6 +217,15 @@ class WorkerProcess:
         raise FraudScorerError(
             f"worker not healthy within {timeout_s:.0f} s (last: {last}):\n{self.log_tail()}"
         )
+
+    def batch_stages(self) -> StageBuckets:
+        """The worker's fraud_batch_stage_seconds buckets now, per stage ({} when /metrics
+        does not answer: the table then leaves the stages out)."""
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return {}
+        return stage_buckets(text)
 
     def cpu_seconds(self) -> float | None:
         try:

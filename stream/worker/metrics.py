@@ -31,6 +31,27 @@ MODEL_REFUSALS = ("integrity", "incompatible")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_STAGES = ("fetch_wait", "deciding", "delivery")
+# Finer than LATENCY_BUCKETS below 100 ms, where a stage of a batch that keeps up lies.
+STAGE_BUCKETS = (
+    0.001,
+    0.002,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)
 SCORE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
 
@@ -97,7 +118,7 @@ class ScorerMetrics:
             "queue and Redis round trips, scoring) and its outputs' delivery to the broker "
             "(delivery)",
             ["stage"],
-            buckets=LATENCY_BUCKETS,
+            buckets=STAGE_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(

@@ -293,3 +293,59 @@ def test_report_renders_every_row(p99: float):
     ):
         assert expected in text
     assert ("missed" in text) == (p99 >= 50)
+
+
+def test_stage_quantiles_interpolate_inside_buckets_as_prometheus_does():
+    from bench.results import histogram_quantile
+
+    buckets = [(0.01, 0.0), (0.025, 50.0), (0.05, 100.0), (float("inf"), 100.0)]
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.025)
+    assert histogram_quantile(0.99, buckets) == pytest.approx(0.025 + 0.025 * 0.98)
+    beyond = [(0.01, 0.0), (0.05, 10.0), (float("inf"), 20.0)]
+    assert histogram_quantile(0.99, beyond) == 0.05  # in +Inf: the highest finite bound
+    assert histogram_quantile(0.5, [(0.01, 0.0), (float("inf"), 0.0)]) is None
+
+
+def test_stage_summary_counts_only_what_happened_between_the_scrapes():
+    from bench.results import stage_summary
+
+    before = {"deciding": [(0.01, 10.0), (0.025, 10.0), (float("inf"), 10.0)]}
+    after = {"deciding": [(0.01, 10.0), (0.025, 30.0), (float("inf"), 30.0)]}
+    summary = stage_summary(before, after)
+    assert summary["deciding"]["batches"] == 20.0
+    assert summary["deciding"]["p50_ms"] == pytest.approx(17.5)  # halfway through (10, 25] ms
+    assert stage_summary({}, {}) == {}
+
+
+def test_the_worker_s_stage_histogram_is_read_from_its_metrics_page():
+    from prometheus_client import generate_latest
+
+    from bench.results import stage_summary
+    from bench.worker import stage_buckets
+    from stream.worker import ScorerMetrics
+
+    metrics = ScorerMetrics()
+    before = stage_buckets(generate_latest(metrics.registry).decode())
+    for seconds in (0.004, 0.02, 0.2):
+        metrics.batch_stage.labels("delivery").observe(seconds)
+    after = stage_buckets(generate_latest(metrics.registry).decode())
+    assert set(after) == {"fetch_wait", "deciding", "delivery"}
+    assert after["delivery"][-1] == (float("inf"), 3.0)
+    summary = stage_summary(before, after)
+    assert summary["delivery"]["batches"] == 3.0 and summary["fetch_wait"]["batches"] == 0.0
+    assert summary["fetch_wait"]["p99_ms"] is None
+
+
+def test_report_shows_where_a_batch_s_time_went_at_each_rate():
+    document = _document(p99_at_2000=30.0)
+    stages = {
+        "fetch_wait": {"batches": 400.0, "p50_ms": 7.5, "p99_ms": 21.0},
+        "deciding": {"batches": 400.0, "p50_ms": 4.0, "p99_ms": 9.5},
+        "delivery": {"batches": 400.0, "p50_ms": 5.0, "p99_ms": 10.2},
+    }
+    document["worker"]["fixed_rates"][0]["batch_stages"] = stages
+    out = io.StringIO()
+    render(document, Console(file=out, width=250))
+    text = out.getvalue()
+    assert "Where a batch's time goes at each rate" in text
+    assert "7.5 / 21.0" in text and "4.0 / 9.5" in text and "5.0 / 10.2" in text
