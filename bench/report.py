@@ -197,7 +197,7 @@ def stages_table(document: Mapping[str, Any]) -> Table | None:
     rates = [r for r in document["worker"].get("fixed_rates", []) if r.get("batch_stages")]
     if not rates:
         return None
-    stages = ("fetch_wait", "deciding", "delivery")
+    stages = list(rates[0]["batch_stages"])  # as the worker exports them
     table = Table(title="Where a batch's time goes at each rate (the worker's own histogram)")
     table.add_column("offered tx/s", justify="right")
     table.add_column("batches", justify="right")

@@ -123,8 +123,7 @@ def _fetch_wait_s(batch: FetchedBatch, messages: list[RawMessage]) -> float:
     stamps = [m.source.timestamp for m in messages if m.source.timestamp is not None]
     if not stamps:
         return 0.0
-    fetched_at = time.time() - (time.monotonic() - batch.fetched_at)
-    return max(0.0, fetched_at - min(stamps))
+    return max(0.0, batch.fetched_at - min(stamps))
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes | None:

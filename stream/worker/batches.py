@@ -35,7 +35,7 @@ import asyncio
 import logging
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from time import monotonic
+from time import monotonic, time
 from typing import Any, Protocol, cast
 
 import faust
@@ -61,7 +61,7 @@ class FetchedBatch:
     records: dict[TP, list[Any]]
     spans: dict[TP, tuple[int, int]]
     generation_id: int
-    fetched_at: float = field(default_factory=monotonic)
+    fetched_at: float = field(default_factory=time)  # epoch seconds, as Kafka timestamps
 
     def __len__(self) -> int:
         return sum(len(records) for records in self.records.values())

@@ -124,6 +124,18 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
         assert report.delivery_errors == 0 and report.valid == report.sent
         return report.valid
 
+    def fraud(timeout_s: float, *args: str) -> subprocess.CompletedProcess[str]:
+        """A `fraud` command against this test's stack and private champion store (the
+        worker's port is not bound by these commands)."""
+        return subprocess.run(
+            fraud_command(*args),
+            cwd=ROOT,
+            env={**os.environ, **worker_env.env(6066)},
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+
     desk = AnalystConfig(
         review_delay_s=1.0, chargeback_delay_s=3.0, error_rate=0.02, daily_capacity=None
     )
@@ -139,28 +151,22 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
             wait_until(lambda: decided(worker) >= sent, 120, "every first-phase event decided")
             time.sleep(LABEL_DELAY_S + 3.0)  # the last chargebacks fall due
 
-            result = subprocess.run(
-                fraud_command(
-                    "retrain",
-                    *("--data", str(private_champion.history / "transactions.parquet")),
-                    # The champion's own hyper-parameters: the challenger differs by the feedback.
-                    *("--label-delay-seconds", str(LABEL_DELAY_S)),
-                    # The 400-customer bank is too small for the fairness audit to judge its
-                    # groups: this run widens the gate (see below).
-                    *("--fairness-min-events", "5", "--fairness-band", "0.1,10"),
-                    # Its recent labelled window holds ~50 frauds: average precision there moves
-                    # by a few hundredths between runs of the same traffic (0.9428 vs 0.9488 with
-                    # equal recall). The recent_window gate refuses only a challenger credibly
-                    # worse (the bootstrap's upper bound of the difference below 0), so no
-                    # tolerance is needed for such a draw.
-                    *("--model-card", str(tmp_path / "card.md")),
-                    *("--results-dir", str(tmp_path / "retrain")),
-                ),
-                cwd=ROOT,
-                env={**os.environ, **worker_env.env(6066)},  # the port is not bound by retrain
-                capture_output=True,
-                text=True,
-                timeout=600,
+            result = fraud(
+                600,
+                "retrain",
+                *("--data", str(private_champion.history / "transactions.parquet")),
+                # The champion's own hyper-parameters: the challenger differs by the feedback.
+                *("--label-delay-seconds", str(LABEL_DELAY_S)),
+                # The 400-customer bank is too small for the fairness audit to judge its
+                # groups: this run widens the gate (see below).
+                *("--fairness-min-events", "5", "--fairness-band", "0.1,10"),
+                # Its recent labelled window holds ~50 frauds: average precision there moves
+                # by a few hundredths between runs of the same traffic (0.9428 vs 0.9488 with
+                # equal recall). The recent_window gate refuses only a challenger credibly
+                # worse (the bootstrap's upper bound of the difference below 0), so no
+                # tolerance is needed for such a draw.
+                *("--model-card", str(tmp_path / "card.md")),
+                *("--results-dir", str(tmp_path / "retrain")),
             )
             output = " ".join((result.stdout + result.stderr).split())
             assert result.returncode in (0, 1), output[-4000:]  # promoted, or a gate refused
@@ -175,29 +181,16 @@ def test_retrain_recovers_recall_on_a_scenario_unseen_in_history(
             # the session champion's is.
             assert refused <= {"fairness"}, output[-4000:]
             if refused:
-                forced = subprocess.run(
-                    fraud_command(
-                        "promote",
-                        *("--version", report["version"], "--force"),
-                        *("--reason", "drift test: a 400-customer bank is too small to audit"),
-                    ),
-                    cwd=ROOT,
-                    env={**os.environ, **worker_env.env(6066)},
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
+                forced = fraud(
+                    120,
+                    "promote",
+                    *("--version", report["version"], "--force"),
+                    *("--reason", "drift test: a 400-customer bank is too small to audit"),
                 )
                 assert forced.returncode == 0, forced.stdout + forced.stderr
                 # The card `fraud retrain` wrote describes the champion it left in place; the
                 # new champion's card, retraining included, comes from `fraud model-card`.
-                card = subprocess.run(
-                    fraud_command("model-card", "--out", str(tmp_path / "card.md")),
-                    cwd=ROOT,
-                    env={**os.environ, **worker_env.env(6066)},
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                )
+                card = fraud(120, "model-card", "--out", str(tmp_path / "card.md"))
                 assert card.returncode == 0, card.stdout + card.stderr
             else:
                 assert "@champion -> v" in output
