@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     # dropped first) and are folded into the aggregates once Redis answers again.
     redis_backlog_max: int = Field(default=200_000, ge=0)
     label_delay_days: int = Field(default=7, ge=0)
+    # Card states a worker remembers from its own writes, so that its next batch of the card
+    # does not read them from Redis again (checked on write; 0 turns it off).
+    card_cache_mb: int = Field(default=64, ge=0)
     # The edge's limits on any input record (transactions and feedback); beyond them a record is
     # dead-lettered with the limit's reason (too_large, too_deep, too_many_fields, too_long).
     edge_max_bytes: int = Field(default=64 * 1024, ge=1024)

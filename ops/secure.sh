@@ -25,7 +25,7 @@ REDIS_SCORER_PREFIX="${FRAUD_REDIS_PREFIX:-fraud}"
 # commands its Lua scripts call, scripts, MULTI/EXEC, SCAN + DEL for clear(). Not
 # "+@all -@dangerous": that still allows SCRIPT FLUSH, FUNCTION and SCRIPT DEBUG.
 REDIS_SCORER_COMMANDS='-@all +ping +hello +auth +echo +reset +select +client|setname +client|id
- +get +getrange +set +mget +del +unlink +exists +expire +pexpire +ttl +pttl +type
+ +get +getrange +set +setrange +append +mget +del +unlink +exists +expire +pexpire +ttl +pttl +type
  +hget +hset +hdel +hgetall +hmget +hincrby +hlen
  +zadd +zrem +zcard +zcount +zrange +zrangebyscore +zremrangebyscore +zscore
  +eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists

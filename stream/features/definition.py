@@ -40,7 +40,7 @@ Conventions that make features exact and independent of processing order:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -95,6 +95,7 @@ __all__ = [
     "EventColumns",
     "TerminalFrauds",
     "batch_features",
+    "canonical_card_state",
     "card_features_grouped",
     "event_features",
     "feature_dicts",
@@ -182,7 +183,7 @@ def event_features(columns: EventColumns, rows: IntArray | None = None) -> Float
         columns.customer_lon,
     )
     ts, amount, channel, merchant_group, term_lat, term_lon, cust_lat, cust_lon = (
-        _contiguous(field[take]) for field in fields
+        _contiguous(column[take]) for column in fields
     )
     out = np.empty((len(ts), len(EVENT_FEATURES)))
     event_kernel(ts, amount, channel, merchant_group, term_lat, term_lon, cust_lat, cust_lon, out)
@@ -316,6 +317,9 @@ class TerminalFrauds:
 class BatchResult:
     features: FloatArray  # (len(rows), len(FEATURE_NAMES))
     card_history: dict[str, bytes]  # new state of every card in the batch
+    # Per card, the rows of its new state that are the batch's own events (sorted, as in
+    # card_history): what a store that appends to states adds.
+    card_appended: dict[str, bytes] = field(default_factory=dict)
 
 
 def _group_codes(names: list[str]) -> tuple[list[str], IntArray]:
@@ -349,8 +353,12 @@ def batch_features(
     blobs = [card_history.get(card, b"") for card in cards]
     stored = np.frombuffer(b"".join(blobs), dtype=CARD_EVENT_DTYPE)
     stored_sizes = np.array([len(blob) for blob in blobs]) // CARD_EVENT_DTYPE.itemsize
+    stored_group = np.repeat(np.arange(len(cards)), stored_sizes)
+    live = live_state_rows(stored, stored_group, len(cards))
+    if live is not None:
+        stored, stored_group = stored[live], stored_group[live]
     combined = np.concatenate((stored, card_records(columns, rows)))
-    group = np.concatenate((np.repeat(np.arange(len(cards)), stored_sizes), new_group))
+    group = np.concatenate((stored_group, new_group))
     where = np.concatenate((np.full(len(stored), -1), np.arange(len(rows))))
     order = np.lexsort((combined["tx_key"], combined["ts"], group))
     merged, group, where = combined[order], group[order], where[order]
@@ -368,22 +376,68 @@ def batch_features(
     features[:, card_block.stop :] = _batch_terminal_features(
         columns, rows, terminal_stored_counts, terminal_frauds, label_delay_us
     )
-    return BatchResult(features, _kept_histories(cards, merged, group, starts + sizes))
+    kept, appended = _kept_histories(cards, merged, group, starts + sizes, where)
+    return BatchResult(features, kept, appended)
+
+
+def live_state_rows(stored: np.ndarray, group: IntArray, n_cards: int) -> np.ndarray | None:
+    """Which rows of stored card states (CARD_EVENT_DTYPE, `group` = each row's card, a card's
+    rows contiguous, in any order) the card still keeps by the rule of `_kept_histories`,
+    applied with the newest of its stored rows; None when it keeps them all.
+
+    A store may append a batch's events to a card's state instead of rewriting it
+    (RedisFeatureStore does), so the state also holds rows the card has dropped since. The rule
+    composes (dropping by an earlier newest, adding rows, then dropping by the later newest
+    keeps the same rows as dropping once by the later newest), so reading through this gives
+    exactly the rows of a state rewritten at every batch."""
+    if not len(stored):
+        return None
+    ts = stored["ts"]
+    sizes = np.bincount(group, minlength=n_cards)
+    starts = (np.cumsum(sizes) - sizes)[sizes > 0]
+    newest = np.zeros(n_cards, dtype=np.int64)
+    newest[sizes > 0] = np.maximum.reduceat(ts, starts)
+    keep = ts >= (newest - CARD_LOOKBACK_US - DAY_US)[group]
+    for card in np.flatnonzero(np.bincount(group[keep], minlength=n_cards) > MAX_CARD_HISTORY):
+        rows = np.flatnonzero(keep & (group == card))
+        order = np.lexsort((stored["tx_key"][rows], ts[rows]))
+        keep[rows[order[:-MAX_CARD_HISTORY]]] = False
+    return None if keep.all() else keep
+
+
+def canonical_card_state(packed: bytes) -> bytes:
+    """A card's stored rows as a state rewritten at every batch would hold them: the rows it
+    keeps (`live_state_rows`), sorted by (ts, tx_key). For comparing states written by
+    different batchings."""
+    rows = np.frombuffer(packed, dtype=CARD_EVENT_DTYPE)
+    live = live_state_rows(rows, np.zeros(len(rows), dtype=np.int64), 1)
+    if live is not None:
+        rows = rows[live]
+    return rows[np.lexsort((rows["tx_key"], rows["ts"]))].tobytes()
 
 
 def _kept_histories(
-    cards: list[str], merged: np.ndarray, group: IntArray, ends: IntArray
-) -> dict[str, bytes]:
+    cards: list[str], merged: np.ndarray, group: IntArray, ends: IntArray, where: IntArray
+) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """What each card keeps: its latest MAX_CARD_HISTORY events within the lookback (+1 day of
-    slack for late events) of its newest event. Kept rows are a suffix of each card's group."""
+    slack for late events) of its newest event (kept rows are a suffix of each card's group);
+    and which of those are the batch's new events (`where` >= 0)."""
     newest = merged["ts"][ends - 1]
     keep = (merged["ts"] >= (newest - CARD_LOOKBACK_US - DAY_US)[group]) & (
         np.arange(len(merged)) >= (ends - MAX_CARD_HISTORY)[group]
     )
-    raw = merged[keep].tobytes()
-    kept_sizes = np.bincount(group[keep], minlength=len(cards)) * CARD_EVENT_DTYPE.itemsize
-    highs = np.cumsum(kept_sizes).tolist()
-    lows = (np.cumsum(kept_sizes) - kept_sizes).tolist()
+    return _split_by_card(cards, merged, group, keep), _split_by_card(
+        cards, merged, group, keep & (where >= 0)
+    )
+
+
+def _split_by_card(
+    cards: list[str], merged: np.ndarray, group: IntArray, mask: np.ndarray
+) -> dict[str, bytes]:
+    raw = merged[mask].tobytes()
+    sizes = np.bincount(group[mask], minlength=len(cards)) * CARD_EVENT_DTYPE.itemsize
+    highs = np.cumsum(sizes).tolist()
+    lows = (np.cumsum(sizes) - sizes).tolist()
     return {card: raw[low:high] for card, low, high in zip(cards, lows, highs, strict=True)}
 
 

@@ -57,7 +57,7 @@ class InMemoryFeatureStore(FeatureStore):
         self._newest = np.iinfo(np.int64).min
         self._writes_since_sweep = 0
 
-    def _read(self, columns: EventColumns, rows: IntArray) -> StoredState:
+    def _read(self, columns: EventColumns, rows: IntArray, write: bool = True) -> StoredState:
         row_list = rows.tolist()
         known, known_digest = {}, {}
         for row in row_list:

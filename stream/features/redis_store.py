@@ -5,22 +5,32 @@ Keys are hash-tagged into shards, so that each atomic call touches one slot: a c
 the records of its transactions share the card's shard (`<base>:{c<n>}:...`), a terminal's
 transactions and labels share the terminal's shard (`<base>:{t<n>}:...`), and the index that
 finds a transaction's terminal for a label lives in the transaction's shard
-(`<base>:{x<n>}:...`), with `<base>` = `<prefix>:features:v<STATE_VERSION>`. A batch is read in
-one round (per card shard one MGET of its card states and transaction records, per terminal
-shard a script counting the windows) and written in two (the cards, then the terminals and the
-label index); the calls of a round are pipelined per node (one pipeline on a single Redis, one
-per primary on a cluster). Scripts run their many small commands inside Redis: redis-py spends
+(`<base>:{x<n>}:...`), with `<base>` = `<prefix>:features:v<STATE_VERSION>`. A batch is read
+in one round (per card shard one MGET of its transaction records and of the card states the
+store does not remember, per terminal shard a script counting the windows) and written in two
+(the cards, then the terminals and the label index); the calls of a round are pipelined per
+node (one pipeline on a single Redis, one per primary on a cluster). Scripts run their many small commands inside Redis: redis-py spends
 tens of microseconds per pipelined command, which at ~12 commands per event would dominate a
 batch. Card states never pass through Lua when read (a plain MGET) and only once when written
 (one argument each, checked on their first 8 bytes): copying a few KB into a Lua string costs
 more than the commands around it.
 
-Each card state carries a version. A card shard's write commits only if every card it writes is
-still at the version read (all or nothing per shard); otherwise the batch is read and computed
-again. So a worker whose partitions moved away while it was frozen (a zombie) can never write
-over the state of the partition's new owner, nor count a transaction twice. Terminal members
-(keyed by transaction) and label index entries are idempotent and written for every event of a
-batch, also for redelivered ones, so a crash between the two rounds leaves nothing missing.
+Each card state carries a version (8 random bytes, new at every write). A card shard's write
+commits only if every card it writes is still at the version read (all or nothing per shard);
+otherwise the batch is read and computed again. So a worker whose partitions moved away while
+it was frozen (a zombie) can never write over the state of the partition's new owner, nor count
+a transaction twice. Terminal members (keyed by transaction) and label index entries are
+idempotent and written for every event of a batch, also for redelivered ones, so a crash
+between the two rounds leaves nothing missing.
+
+A write appends the batch's events of a card to its state (a few rows) instead of rewriting the
+whole state (a month of rows, ~3.5 KB), and rewrites it only when the rows the card has dropped
+since (older than its lookback, beyond MAX_CARD_HISTORY) pass a quarter of those it keeps;
+reading drops them again (definition.live_state_rows), so the features are those of a state
+rewritten at every batch. The store also remembers the states it wrote itself (version and
+rows, up to `card_cache` cards): a batch read to be written does not fetch them again, since
+its write is checked against the remembered version anyway; a card written meanwhile by
+another worker is refused, forgotten and read again.
 
 Keys expire `state_ttl(label_delay)` after their last write (label delay + 28 d + 1 d: 36 days
 at the default 7-day delay). card_id is already a token (the store refuses anything that looks
@@ -30,9 +40,12 @@ defaults and backfills later).
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,7 +55,7 @@ import numpy as np
 
 from fraud.errors import ConfigError
 from stream.features.definition import FEATURE_NAMES, BatchResult, EventColumns
-from stream.features.encoding import FloatArray, IntArray
+from stream.features.encoding import CARD_EVENT_DTYPE, FloatArray, IntArray
 from stream.features.store import (
     DEFAULT_LABEL_DELAY,
     DIGEST_BYTES,
@@ -58,9 +71,14 @@ from stream.features.store import (
 )
 
 SHARDS = 16  # per kind: card, terminal, transaction index
+DEFAULT_CARD_CACHE_BYTES = 64 * 2**20  # card states remembered by a store (~18,000 of 3.5 KB)
+# A card state is rewritten instead of appended to once the rows it has dropped pass a quarter
+# of the rows it keeps (and this many).
+REWRITE_MIN_DROPPED = 8
+_ROW = CARD_EVENT_DTYPE.itemsize
 _N_FEATURES = len(FEATURE_NAMES)
 _RECORD_HEADER = struct.Struct(f"<q{DIGEST_BYTES}s")  # time, content digest
-_VERSION = struct.Struct("<Q")  # the first 8 bytes of a stored card state
+_VERSION_BYTES = 8  # the first bytes of a stored card state: its version
 
 # Names travel length-prefixed ("<bytes>:<name>", binary safe) in a few arguments and the scripts
 # build the keys, all in the script's own slot (the shard's hash tag is part of the prefix).
@@ -117,25 +135,34 @@ return {labelled, labels, table.concat(counts, ',')}
 """
 )
 
-# KEYS[1]: anchor. ARGV: shard prefix, ttl, the number of cards n, then n cards, the 8-byte
-# version each was read at ('' when none), their n new states (versioned), then pairs of
-# transaction and record. One argument per item: no state is copied into Lua twice, and the
-# version is checked on the state's first 8 bytes only. All or nothing: when any card moved on
-# since it was read, nothing is written and the moved cards come back.
+# KEYS[1]: anchor. ARGV: shard prefix, ttl, the number of cards n, how each card is written
+# (one letter per card: "S" sets the whole state, "A" appends rows to it), then n cards, the
+# 8-byte version each was read at ('' when none), and their n values: the new version followed
+# by the whole state (S) or by the rows to append (A); then pairs of transaction and record.
+# One argument per item: no state is copied into Lua twice, and the version is checked on the
+# state's first 8 bytes only. All or nothing: when any card moved on since it was read, nothing
+# is written and the moved cards come back.
 _WRITE_CARDS_LUA = """
-local prefix, ttl, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local prefix, ttl, n, modes = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local moved = {}
 for i = 1, n do
-  local card = ARGV[3 + i]
-  if redis.call('GETRANGE', prefix .. 'card:' .. card, 0, 7) ~= ARGV[3 + n + i] then
+  local card = ARGV[4 + i]
+  if redis.call('GETRANGE', prefix .. 'card:' .. card, 0, 7) ~= ARGV[4 + n + i] then
     moved[#moved + 1] = card
   end
 end
 if #moved > 0 then return moved end
 for i = 1, n do
-  redis.call('SET', prefix .. 'card:' .. ARGV[3 + i], ARGV[3 + 2 * n + i], 'EX', ttl)
+  local key, value = prefix .. 'card:' .. ARGV[4 + i], ARGV[4 + 2 * n + i]
+  if string.sub(modes, i, i) == 'S' then
+    redis.call('SET', key, value, 'EX', ttl)
+  else
+    redis.call('SETRANGE', key, 0, string.sub(value, 1, 8))
+    redis.call('APPEND', key, string.sub(value, 9))
+    redis.call('EXPIRE', key, ttl)
+  end
 end
-for i = 4 + 3 * n, #ARGV, 2 do
+for i = 5 + 3 * n, #ARGV, 2 do
   redis.call('SET', prefix .. 'tx:' .. ARGV[i], ARGV[i + 1], 'EX', ttl)
 end
 return moved
@@ -311,11 +338,59 @@ class _Rounds:
         return node.name, self.client.get_redis_connection(node)
 
 
+class _CardCache:
+    """The card states a store wrote last: card -> (version, rows as the card keeps them, rows
+    the stored state holds), least recently used first out beyond `max_bytes`. Thread safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._states: OrderedDict[str, tuple[bytes, bytes, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, cards: Iterable[str]) -> dict[str, tuple[bytes, bytes, int]]:
+        found = {}
+        with self._lock:
+            for card in cards:
+                entry = self._states.get(card)
+                if entry is not None:
+                    self._states.move_to_end(card)
+                    found[card] = entry
+        return found
+
+    def put(self, states: dict[str, tuple[bytes, bytes, int]]) -> None:
+        if not self._max_bytes:
+            return
+        with self._lock:
+            for card, entry in states.items():
+                old = self._states.pop(card, None)
+                if old is not None:
+                    self._bytes -= len(old[1])
+                self._states[card] = entry
+                self._bytes += len(entry[1])
+            while self._bytes > self._max_bytes and self._states:
+                _card, (_version, packed, _held) = self._states.popitem(last=False)
+                self._bytes -= len(packed)
+
+    def forget(self, cards: Iterable[str]) -> None:
+        with self._lock:
+            for card in cards:
+                old = self._states.pop(card, None)
+                if old is not None:
+                    self._bytes -= len(old[1])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._states.clear()
+            self._bytes = 0
+
+
 class RedisFeatureStore(FeatureStore):
     """Feature state in Redis or Redis Cluster; see the module docstring.
 
     `label_delay` must be the one the served model was trained with (stream/features/definition.py);
-    `ttl` defaults to `state_ttl(label_delay)` and may only be longer.
+    `ttl` defaults to `state_ttl(label_delay)` and may only be longer; `card_cache_bytes` bounds
+    the card states it remembers (0: none, every batch reads them).
     """
 
     def __init__(
@@ -325,6 +400,7 @@ class RedisFeatureStore(FeatureStore):
         *,
         label_delay: timedelta = DEFAULT_LABEL_DELAY,
         ttl: timedelta | None = None,
+        card_cache_bytes: int = DEFAULT_CARD_CACHE_BYTES,
     ) -> None:
         super().__init__(label_delay)
         if not prefix or any(char.isspace() or char in "{}" for char in prefix):
@@ -357,6 +433,7 @@ class RedisFeatureStore(FeatureStore):
             {name: hashlib.sha1(source.encode()).hexdigest() for name, source in _SCRIPTS.items()},
             cluster,
         )
+        self._cards = _CardCache(card_cache_bytes)
 
     @property
     def key_prefix(self) -> str:
@@ -382,6 +459,7 @@ class RedisFeatureStore(FeatureStore):
 
     def clear(self) -> int:
         """Delete every key of this store's prefix (tests, benchmarks); returns how many."""
+        self._cards.clear()
         pattern = f"{self.key_prefix}*"
         if self._rounds.cluster:
             keys = list(self._client.scan_iter(match=pattern, count=1000, target_nodes="all"))
@@ -395,12 +473,15 @@ class RedisFeatureStore(FeatureStore):
 
     # -- reading a batch's state ----------------------------------------------------------
 
-    def _read(self, columns: EventColumns, rows: IntArray) -> StoredState:
+    def _read(self, columns: EventColumns, rows: IntArray, write: bool = True) -> StoredState:
         row_list = rows.tolist()
         cards_by_shard: dict[int, list[str]] = {}
         txs_by_shard: dict[int, list[str]] = {}
-        for card in dict.fromkeys(columns.card_id[row] for row in row_list):
-            cards_by_shard.setdefault(shard_of(card), []).append(card)
+        distinct = list(dict.fromkeys(columns.card_id[row] for row in row_list))
+        remembered = self._cards.get(distinct) if write else {}
+        for card in distinct:
+            if card not in remembered:
+                cards_by_shard.setdefault(shard_of(card), []).append(card)
         for row in row_list:
             card_shard = shard_of(columns.card_id[row])
             txs_by_shard.setdefault(card_shard, []).append(columns.transaction_id[row])
@@ -409,9 +490,9 @@ class RedisFeatureStore(FeatureStore):
         for position, row in enumerate(row_list):
             terminal_rows.setdefault(shard_of(columns.terminal_id[row]), []).append(position)
         calls: list[_Call] = []
-        for number in sorted(cards_by_shard):
+        for number in sorted(txs_by_shard):
             prefix = self._shard("c", number)
-            keys = [f"{prefix}card:{card}" for card in cards_by_shard[number]]
+            keys = [f"{prefix}card:{card}" for card in cards_by_shard.get(number, [])]
             keys += [f"{prefix}tx:{transaction}" for transaction in txs_by_shard[number]]
             calls.append(_Call(prefix, "MGET", keys))
         terminal_layout: list[tuple[int, list[int], list[str]]] = []
@@ -443,13 +524,19 @@ class RedisFeatureStore(FeatureStore):
         known_digest: dict[str, bytes] = {}
         history: dict[str, bytes] = {}
         versions: dict[str, bytes] = {}
-        for number, answer in zip(sorted(cards_by_shard), answers, strict=False):
-            cards = cards_by_shard[number]
+        stored_rows: dict[str, int] = {}
+        for card, (version, packed, held) in remembered.items():
+            versions[card], stored_rows[card] = version, held
+            if packed:
+                history[card] = packed
+        for number, answer in zip(sorted(txs_by_shard), answers, strict=False):
+            cards = cards_by_shard.get(number, [])
             for card, state in zip(cards, answer[: len(cards)], strict=True):
                 state = state or b""  # no state yet: version b"" (the write checks it)
-                versions[card] = state[: _VERSION.size]
-                if len(state) > _VERSION.size:
-                    history[card] = state[_VERSION.size :]
+                versions[card] = state[:_VERSION_BYTES]
+                stored_rows[card] = (len(state) - len(versions[card])) // _ROW
+                if len(state) > _VERSION_BYTES:
+                    history[card] = state[_VERSION_BYTES:]
             for transaction, record in zip(txs_by_shard[number], answer[len(cards) :], strict=True):
                 if record is not None:
                     _ts, _terminal, features, digest = _unpack_record(record)
@@ -458,7 +545,7 @@ class RedisFeatureStore(FeatureStore):
         counts = np.zeros((len(row_list), len(self._count_offsets)), dtype=np.float64)
         labels: dict[str, dict[str, LabelEntry]] = {}
         for (_number, positions, terminals), answer in zip(
-            terminal_layout, answers[len(cards_by_shard) :], strict=True
+            terminal_layout, answers[len(txs_by_shard) :], strict=True
         ):
             labelled, hashes, flat = answer
             values = np.array(flat.split(b","), dtype=np.float64).reshape(
@@ -474,6 +561,7 @@ class RedisFeatureStore(FeatureStore):
             terminal_counts=counts,
             terminal_labels=labels,
             versions=versions,
+            stored_rows=stored_rows,
         )
 
     # -- writing it back --------------------------------------------------------------------
@@ -486,13 +574,27 @@ class RedisFeatureStore(FeatureStore):
         state: StoredState,
         digests: list[bytes],
     ) -> None:
-        card_states: dict[int, list[tuple[str, bytes, bytes]]] = {}
-        for card, packed in result.card_history.items():
+        # Per card: appended to (A) or rewritten (S), the version read, the new value.
+        card_states: dict[int, list[tuple[str, str, bytes, bytes]]] = {}
+        written: dict[str, tuple[bytes, bytes, int]] = {}
+        fresh = os.urandom(_VERSION_BYTES * len(result.card_history))
+        for index, (card, packed) in enumerate(result.card_history.items()):
             read_at = state.versions.get(card, b"")
-            version = _VERSION.unpack(read_at)[0] if read_at else 0
+            version = fresh[index * _VERSION_BYTES : (index + 1) * _VERSION_BYTES]
+            appended = result.card_appended.get(card)
+            kept = len(packed) // _ROW
+            if read_at and appended is not None:
+                held = state.stored_rows.get(card, 0) + len(appended) // _ROW
+                if held - kept <= max(REWRITE_MIN_DROPPED, kept // 4):
+                    card_states.setdefault(shard_of(card), []).append(
+                        (card, "A", read_at, version + appended)
+                    )
+                    written[card] = (version, packed, held)
+                    continue
             card_states.setdefault(shard_of(card), []).append(
-                (card, read_at, _VERSION.pack(version + 1) + packed)
+                (card, "S", read_at, version + packed)
             )
+            written[card] = (version, packed, kept)
         tx_records: dict[int, list[tuple[str, bytes]]] = {}
         for row, ts, vector, digest in zip(
             rows.tolist(), columns.ts[rows].tolist(), result.features, digests, strict=True
@@ -507,16 +609,22 @@ class RedisFeatureStore(FeatureStore):
             prefix = self._shard("c", number)
             writes = card_states.get(number, [])
             records = tx_records.get(number, [])
-            args: list[Any] = [prefix, self._ttl, len(writes)]
-            args += [card for card, _, _ in writes]
-            args += [read_at for _, read_at, _ in writes]
-            args += [blob for _, _, blob in writes]
+            args: list[Any] = [prefix, self._ttl, len(writes), "".join(w[1] for w in writes)]
+            args += [card for card, _, _, _ in writes]
+            args += [read_at for _, _, read_at, _ in writes]
+            args += [value for _, _, _, value in writes]
             for transaction, record in records:
                 args += (transaction, record)
             calls.append(_Call(prefix, "write_cards", args))
-        moved = [card for answer in self._rounds.run(calls) for card in answer]
+        try:
+            moved = [card for answer in self._rounds.run(calls) for card in answer]
+        except BaseException:
+            self._cards.forget(written)  # whether it landed is unknown: read them again
+            raise
         if moved:
+            self._cards.forget(written)  # other shards' cards did move on: read them again
             raise StaleStateError([card.decode() for card in moved])
+        self._cards.put(written)
 
     def _after_write(self, columns: EventColumns, rows: IntArray, state: StoredState) -> None:
         """Terminal members and the label index of every event of the batch (new or

@@ -168,6 +168,8 @@ class StoredState:
     terminal_labels: dict[str, dict[str, LabelEntry]]  # terminal -> transaction -> label
     # The version each card state was read at (stores that check it before writing).
     versions: dict[str, bytes] = field(default_factory=dict)
+    # Rows each card state holds, dropped ones included (stores that append to states).
+    stored_rows: dict[str, int] = field(default_factory=dict)
 
 
 class FeatureStore(ABC):
@@ -209,7 +211,7 @@ class FeatureStore(ABC):
             first_row.setdefault(transaction_id, row)
         rows = np.fromiter(first_row.values(), dtype=np.int64, count=len(first_row))
         for attempt in range(1, self.max_attempts + 1):
-            state = self._read(columns, rows)
+            state = self._read(columns, rows, write)
             # An id's content is the recorded one, or else its first occurrence in this batch.
             conflicts = [
                 row
@@ -286,7 +288,9 @@ class FeatureStore(ABC):
         return np.stack([vector_without_history(event) for event in events])
 
     @abstractmethod
-    def _read(self, columns: EventColumns, rows: IntArray) -> StoredState: ...
+    def _read(self, columns: EventColumns, rows: IntArray, write: bool) -> StoredState:
+        """The batch's state; `write`: the state is read to be written back (a store may then
+        use what it wrote itself, since the write checks it), else for a look only."""
 
     @abstractmethod
     def _write(

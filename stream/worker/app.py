@@ -76,7 +76,10 @@ def build_worker(settings: Settings, metrics: ScorerMetrics | None = None) -> Wo
     handler = BatchHandler(
         settings,
         RedisFeatureStore(
-            client, settings.redis_prefix, label_delay=timedelta(days=settings.label_delay_days)
+            client,
+            settings.redis_prefix,
+            label_delay=timedelta(days=settings.label_delay_days),
+            card_cache_bytes=settings.card_cache_mb * 2**20,
         ),
         models,
         producer,

@@ -18,11 +18,14 @@ from fraud.errors import ConfigError
 from stream.features import (
     CARD_HABIT_FEATURES,
     FEATURE_NAMES,
+    MAX_CARD_HISTORY,
     REDIS_SHARDS,
     InMemoryFeatureStore,
     RedisFeatureStore,
+    canonical_card_state,
     state_ttl,
 )
+from stream.features.redis_store import DEFAULT_CARD_CACHE_BYTES
 from stream.features.store import StaleStateError
 from training.data import replay_features
 
@@ -262,6 +265,13 @@ def test_one_large_batch_of_one_card_matches_the_memory_store(
     assert store._client.zcard(store.terminal_key("term_bulk")) == 9_000
 
 
+def _one_card(count: int) -> tuple[str, list[dict[str, Any]]]:
+    """A card of a small synthetic day, and its first `count` events."""
+    events = history_events(synthetic_history(50, days=1, seed=4))
+    card = events[0]["card_id"]
+    return card, [event for event in events if event["card_id"] == card][:count]
+
+
 def test_a_zombie_cannot_write_over_a_newer_card_state(
     redis_client: redis.Redis, unique_name: Callable[[str], str]
 ) -> None:
@@ -271,9 +281,7 @@ def test_a_zombie_cannot_write_over_a_newer_card_state(
     prefix = unique_name("zombie")
     zombie = RedisFeatureStore(redis_client, prefix=prefix)
     owner = RedisFeatureStore(redis_client, prefix=prefix)
-    events = history_events(synthetic_history(50, days=1, seed=4))
-    card = events[0]["card_id"]
-    mine = [e for e in events if e["card_id"] == card][:4]
+    card, mine = _one_card(4)
     try:
         owner.process_batch(mine[:2])
         original_read = zombie._read
@@ -324,3 +332,123 @@ def test_a_bad_label_delay_or_too_short_ttl_is_refused(redis_client: redis.Redis
     longer = RedisFeatureStore(redis_client, label_delay=timedelta(days=14), ttl=timedelta(days=60))
     assert longer.ttl == timedelta(days=60)
     assert RedisFeatureStore(redis_client, label_delay=timedelta(days=14)).ttl == timedelta(days=43)
+
+
+@pytest.mark.parametrize("remembered", [False, True], ids=["read-from-redis", "remembered"])
+def test_appended_card_states_read_as_states_rewritten_at_every_batch(
+    redis_client: redis.Redis, unique_name: Callable[[str], str], remembered: bool
+) -> None:
+    """Fifty days of cards (states drop rows older than the 30-day lookback), a runaway card
+    past MAX_CARD_HISTORY and late events, in batches: the Redis store appends to card states
+    and rewrites them now and then; every feature and every state (read as a rewritten one)
+    equals the in-memory store's, which rewrites every state at every batch. Read from Redis
+    every time (no remembered states), the states' dropped rows reach the features' code."""
+    frame = synthetic_history(6_000, days=50, seed=21)
+    start = pd.Timestamp("2024-01-20T00:00:00Z")
+    runaway = pd.DataFrame(
+        {
+            "transaction_id": [f"run{n:05d}" for n in range(1_300)],
+            "timestamp": [start + pd.Timedelta(seconds=97 * n) for n in range(1_300)],
+            "card_id": "card_runaway",
+            "customer_id": "cust_runaway",
+            "terminal_id": [f"term{n % 7:07d}" for n in range(1_300)],
+            "merchant_category": "grocery",
+            "channel": "pos",
+            "amount": [5.0 + n % 40 for n in range(1_300)],
+            "currency": "EUR",
+        }
+    )
+    events = history_events(pd.concat([frame, runaway], ignore_index=True))
+    # Every 50th event arrives 1,000 events (about a week) late: it looks back past what its
+    # card has dropped since.
+    late = set(range(0, len(events), 50))
+    order = [i for i in range(len(events)) if i not in late]
+    for i in sorted(late, reverse=True):
+        order.insert(min(i + 1_000, len(order)), i)
+    events = [events[i] for i in order]
+    prefix = unique_name("appended")
+    store = RedisFeatureStore(
+        redis_client,
+        prefix=prefix,
+        label_delay=DELAY,
+        card_cache_bytes=DEFAULT_CARD_CACHE_BYTES if remembered else 0,
+    )
+    memory = InMemoryFeatureStore(label_delay=DELAY)
+    held_more = 0
+    try:
+        for first in range(0, len(events), 97):
+            batch = events[first : first + 97]
+            assert store.process_batch(batch) == memory.process_batch(batch)
+            if first % (97 * 20) == 0:
+                for card in {event["card_id"] for event in batch}:
+                    raw = redis_client.get(store.card_key(card))[8:]  # type: ignore[index]
+                    kept = memory._cards[card]
+                    assert canonical_card_state(raw) == kept
+                    held, kept_rows = len(raw) // 66, len(kept) // 66
+                    assert held <= kept_rows + max(8, kept_rows // 4)  # rewritten in time
+                    held_more += held > kept_rows
+        for card, kept in memory._cards.items():
+            raw = redis_client.get(store.card_key(card))[8:]  # type: ignore[index]
+            assert canonical_card_state(raw) == kept, card
+        assert len(memory._cards["card_runaway"]) // 66 == MAX_CARD_HISTORY
+    finally:
+        store.clear()
+    assert held_more > 0  # states did hold rows their card had dropped, and read right
+
+
+def test_a_store_remembers_its_card_states_and_reads_a_moved_card_again(
+    redis_client: redis.Redis, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A card state the store wrote is not read again for its next batch; when another store
+    moved the card on meanwhile, the write is refused, the card read again and nothing lost or
+    counted twice; a write whose outcome is unknown (Redis failed) forgets what it wrote."""
+    prefix = unique_name("remember")
+    mine = RedisFeatureStore(redis_client, prefix=prefix)
+    other = RedisFeatureStore(redis_client, prefix=prefix)
+    card, own = _one_card(5)
+    card_key = mine.card_key(card).encode()
+    fetched: list[list[bytes]] = []
+    run = mine._rounds.run
+
+    def watched(calls: Any) -> Any:
+        fetched.extend(call.args for call in calls if call.name == "MGET")
+        return run(calls)
+
+    monkeypatch.setattr(mine._rounds, "run", watched)
+    expected = InMemoryFeatureStore().process_batch(own)
+    try:
+        assert mine.process_batch(own[:1]) == expected[:1]
+        fetched.clear()
+        assert mine.process_batch(own[1:2]) == expected[1:2]
+        assert not any(card_key in map(str.encode, keys) for keys in fetched)  # remembered
+        assert other.process_batch(own[2:3]) == expected[2:3]  # the card moves on elsewhere
+        refused: list[list[str]] = []
+        write = mine._write
+
+        def counted(*args: Any) -> None:
+            try:
+                write(*args)
+            except StaleStateError as exc:
+                refused.append(exc.cards)
+                raise
+
+        monkeypatch.setattr(mine, "_write", counted)
+        assert mine.process_batch(own[3:4]) == expected[3:4]
+        assert refused == [[card]]  # refused once, then read again
+        failing = mine._rounds.run
+
+        def fails_on_write(calls: Any) -> Any:
+            if any(call.name == "write_cards" for call in calls):
+                run([c for c in calls if c.name == "write_cards"])  # it may well have landed
+                raise redis.exceptions.ConnectionError("lost")
+            return failing(calls)
+
+        monkeypatch.setattr(mine._rounds, "run", fails_on_write)
+        with pytest.raises(redis.exceptions.ConnectionError):
+            mine.process_batch(own[4:5])
+        monkeypatch.setattr(mine._rounds, "run", watched)
+        fetched.clear()
+        assert mine.process_batch(own[4:5]) == expected[4:5]  # landed: recorded, not recounted
+        assert any(card_key in map(str.encode, keys) for keys in fetched)  # read again
+    finally:
+        mine.clear()

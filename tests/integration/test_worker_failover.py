@@ -22,7 +22,7 @@ import pytest
 
 from schemas import validator
 from stream.edge import Admitted, Source, admit
-from stream.features import RedisFeatureStore
+from stream.features import RedisFeatureStore, canonical_card_state
 from tests.support.processes import wait_healthy
 from tests.support.worker import (
     BackgroundTraffic,
@@ -80,12 +80,14 @@ def _same(a: float | None, b: float | None) -> bool:
 
 def _state(client: Any, store: RedisFeatureStore) -> dict[str, Any]:
     """The store's card histories and terminal sets, by key without the prefix (card states
-    without their version, which counts writes and so depends on how events were batched)."""
+    without their version, which is new at every write, and as a state rewritten at every batch
+    holds them: a write appends to a state, and how often it rewrites it depends on how events
+    were batched)."""
     state: dict[str, Any] = {}
     for key in client.scan_iter(f"{store.key_prefix}*", count=1000):
         name = key.decode()[len(store.key_prefix) :]  # "{c3}:card:<card>"
         if ":card:" in name:
-            state[name] = client.get(key)[8:]  # without the version: it counts writes
+            state[name] = canonical_card_state(client.get(key)[8:])
         elif ":term:" in name:
             state[name] = client.zrange(key, 0, -1, withscores=True)
     assert state, f"nothing under {store.key_prefix}"
