@@ -44,6 +44,7 @@ class BenchOptions:
     drain_timeout_s: float = 10.0  # after a fixed-rate run, wait at most this for the backlog
     customers: int = 5_000
     seed: int = 1
+    warm_days: float = 0.0  # days of history loaded into each worker's store first (0: empty)
     partitions: int = 4
     batch_size: int | None = None  # None: the worker's own setting (FRAUD_BATCH_SIZE or 500)
     env: dict[str, str] = field(default_factory=dict)  # added to the worker's and server's env
@@ -71,6 +72,8 @@ class BenchOptions:
             problems.append("--saturation-timeout and --drain-timeout must be positive")
         if self.customers < 1 or self.partitions < 1:
             problems.append("--customers and --partitions must be positive")
+        if not 0 <= self.warm_days <= 60:
+            problems.append(f"--warm-days must be between 0 and 60, got {self.warm_days}")
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"--batch-size must be positive, got {self.batch_size}")
         if self.http_requests < 1 or self.http_seconds <= 0 or self.http_clients < 1:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from confluent_kafka import Producer
@@ -79,6 +80,8 @@ class Phase:
     traffic: LiveTraffic
     producer: Producer
     preloaded: list[kafka.Payload] = field(default_factory=list)  # the saturation events, encoded
+    warm_events: list[dict[str, Any]] | None = None  # --warm-days of history, made once
+    warmed: set[str] = field(default_factory=set)  # Redis prefixes loaded with them
 
     @property
     def options(self) -> BenchOptions:
@@ -97,8 +100,58 @@ class Phase:
         Redis prefix, each has its own web port and log."""
         port = free_port()
         env = self.context.worker_env(self.champion.state_dir, topics, trial, port)
+        self.warm(self.context.group_name(trial), trial)
         log_path = self.context.run_dir / f"worker-{trial}-{port}.log"
         return WorkerProcess(env, port, log_path, **kwargs)
+
+    def warm(self, prefix: str, trial: str) -> None:
+        """With --warm-days: load the feature store of a trial's workers with the bank's last
+        days before the live traffic, as `make warm` loads a production store (card histories
+        and terminal windows; no labels), so that the worker reads and writes states of a
+        realistic size instead of starting from empty ones. Once per Redis prefix."""
+        days = self.options.warm_days
+        if not days or prefix in self.warmed:
+            return
+        began = time.perf_counter()
+        if self.warm_events is None:
+            self.warm_events = warm_history(
+                self.traffic, self.options.seed + 1, days, self.context.run_id
+            )
+        warm_prefix(self.context, prefix, self.warm_events)
+        self.warmed.add(prefix)
+        seconds = time.perf_counter() - began
+        self.run.timings[f"warm_{trial}"] = seconds
+        self.console.log(
+            f"Warmed {trial}'s store with {len(self.warm_events):,} transactions "
+            f"({days:g} days): {seconds:.1f} s"
+        )
+
+
+def warm_history(traffic: LiveTraffic, seed: int, days: float, run_id: str) -> list[dict[str, Any]]:
+    """The bank's transactions of the `days` before `traffic` starts (drawn with `seed`: the
+    same customers, cards and terminals), in time order."""
+    from simulator.live import iso_timestamp
+
+    start = traffic.start
+    history = LiveTraffic(
+        traffic.bank, seed=seed, run_id=f"warm-{run_id}", start=start - timedelta(days=days)
+    )
+    end = iso_timestamp(start.timestamp())
+    events: list[dict[str, Any]] = []
+    while not events or events[-1]["timestamp"] < end:
+        batch, _truths = history.next_batch(20_000, now=0.0)
+        events += batch
+    return [event for event in events if event["timestamp"] < end]
+
+
+def warm_prefix(context: BenchContext, prefix: str, events: list[dict[str, Any]]) -> None:
+    from stream.features import RedisFeatureStore
+
+    store = RedisFeatureStore(
+        context.redis, prefix, label_delay=timedelta(days=context.settings.label_delay_days)
+    )
+    for first in range(0, len(events), 2_000):
+        store.process_batch(events[first : first + 2_000])
 
 
 @dataclass

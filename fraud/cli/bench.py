@@ -24,6 +24,11 @@ def bench(
     ),
     customers: int = typer.Option(5_000, help="Customers of the simulated bank."),
     seed: int = typer.Option(1, help="Seed of the simulated bank and its traffic."),
+    warm_days: float = typer.Option(
+        0.0,
+        help="Days of the bank's history loaded into each worker's feature store before it "
+        "starts (as `make warm` does in production); 0: workers start from an empty store.",
+    ),
     partitions: int = typer.Option(4, help="Partitions of each benchmark topic."),
     batch_size: int = typer.Option(
         None, help="Worker micro-batch size (default: FRAUD_BATCH_SIZE or 500)."
@@ -91,6 +96,7 @@ def bench(
         drain_timeout_s=drain_timeout,
         customers=customers,
         seed=seed,
+        warm_days=warm_days,
         partitions=partitions,
         batch_size=batch_size,
         env=parse_env(env),

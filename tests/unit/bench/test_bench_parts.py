@@ -5,6 +5,7 @@ from __future__ import annotations
 import cProfile
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from bench.context import BenchOptions, parse_env, parse_rates
 from bench.kafka import BenchTopics, records_between
+from bench.phase import warm_history
 from bench.profile import _minus, area_of, summarize_profile, write_profile
 from bench.worker import (
     CpuMeter,
@@ -21,6 +23,8 @@ from bench.worker import (
 )
 from fraud.errors import ConfigError
 from fraud.settings import Settings
+from simulator.bank import Bank
+from simulator.live import LiveTraffic
 
 
 def test_rates_parse_with_thousands_suffix_and_reject_junk():
@@ -41,12 +45,26 @@ def test_env_items_parse_and_reject_missing_equals():
 
 def test_options_name_every_bad_value():
     with pytest.raises(ConfigError) as error:
-        BenchOptions(events=10, http_features="redis", http_clients=0).validate()
+        BenchOptions(events=10, http_features="redis", http_clients=0, warm_days=-1).validate()
     message = str(error.value)
     assert "--events must be at least 1000" in message
+    assert "--warm-days must be between 0 and 60" in message
     assert "--http-features must be one of memory, none" in message
     assert "--http-clients" in message
     BenchOptions().validate()  # the defaults are valid
+
+
+def test_warm_history_is_the_banks_days_before_the_live_traffic():
+    bank = Bank.build(customers=200, seed=3)
+    traffic = LiveTraffic(bank, seed=3, run_id="r")
+    events = warm_history(traffic, 4, 2.0, "r")
+    live, _truths = traffic.next_batch(50, now=0.0)
+    stamps = [event["timestamp"] for event in events]
+    assert stamps == sorted(stamps) and stamps[-1] < live[0]["timestamp"]
+    days = (traffic.start - datetime.fromisoformat(stamps[0])).total_seconds() / 86_400
+    assert 1.9 < days <= 2.0
+    assert {event["card_id"] for event in live} <= {event["card_id"] for event in events}
+    assert all(event["transaction_id"].startswith("tx-warm-r-") for event in events)
 
 
 def test_the_results_record_no_secret():
