@@ -31,10 +31,12 @@ from stream.features.definition import (
     card_features_grouped,
     event_features,
     features_without_history,
+    merged_card_rows,
     terminal_features_grouped,
     vector_without_history,
 )
 from stream.features.encoding import (
+    CARD_EVENT_DTYPE,
     UNKNOWN_CODE,
     EventColumns,
     FloatArray,
@@ -53,6 +55,7 @@ from stream.features.store import DEFAULT_LABEL_DELAY, FeatureStore, StaleStateE
 from stream.features.warm import WarmReport, history_events, history_labels, warm_store
 
 __all__ = [
+    "CARD_EVENT_DTYPE",
     "CARD_FEATURES",
     "CARD_HABIT_FEATURES",
     "CATEGORICAL_FEATURES",
@@ -88,6 +91,7 @@ __all__ = [
     "history_events",
     "history_labels",
     "merchant_category_group_code",
+    "merged_card_rows",
     "state_ttl",
     "string_key",
     "terminal_features_grouped",

@@ -100,6 +100,7 @@ __all__ = [
     "event_features",
     "feature_dicts",
     "features_without_history",
+    "merged_card_rows",
     "terminal_count_offsets",
     "terminal_features_grouped",
     "vector_without_history",
@@ -343,8 +344,8 @@ def batch_features(
     """State + new events -> their features and the cards' new state (pure).
 
     `rows` are the batch positions of events never seen before (no duplicates).
-    `card_history[card]` is the card's state: packed CARD_EVENT_DTYPE rows sorted by
-    (ts, tx_key). `terminal_stored_counts[i]` are the stored transactions of row i's terminal in
+    `card_history[card]` is the card's state: packed CARD_EVENT_DTYPE rows, usually sorted by
+    (ts, tx_key), possibly with rows the card has dropped since (see `live_state_rows`). `terminal_stored_counts[i]` are the stored transactions of row i's terminal in
     each window of `terminal_count_offsets(label_delay_us)` relative to its time. Events of one
     card or terminal see each other in time order, whatever their order in `rows`.
     """
@@ -357,11 +358,9 @@ def batch_features(
     live = live_state_rows(stored, stored_group, len(cards))
     if live is not None:
         stored, stored_group = stored[live], stored_group[live]
-    combined = np.concatenate((stored, card_records(columns, rows)))
-    group = np.concatenate((stored_group, new_group))
-    where = np.concatenate((np.full(len(stored), -1), np.arange(len(rows))))
-    order = np.lexsort((combined["tx_key"], combined["ts"], group))
-    merged, group, where = combined[order], group[order], where[order]
+    merged, group, where = merged_card_rows(
+        stored, stored_group, card_records(columns, rows), new_group, len(cards)
+    )
     sizes = np.bincount(group, minlength=len(cards))
     starts = np.cumsum(sizes) - sizes
     positions = np.flatnonzero(where >= 0)
@@ -378,6 +377,56 @@ def batch_features(
     )
     kept, appended = _kept_histories(cards, merged, group, starts + sizes, where)
     return BatchResult(features, kept, appended)
+
+
+def merged_card_rows(
+    stored: np.ndarray, stored_group: IntArray, new: np.ndarray, new_group: IntArray, n_cards: int
+) -> tuple[np.ndarray, IntArray, IntArray]:
+    """Stored and new card rows (CARD_EVENT_DTYPE; `*_group` = each row's card, stored rows
+    grouped by card in card order) as one array: each card's rows contiguous and sorted by
+    (ts, tx_key), cards in order, a stored row before a new one with the same key. Also each
+    row's card and its index among the new rows (-1: stored).
+
+    Events mostly arrive in time order, so a card's stored rows are usually sorted and older
+    than its new ones: then only the new rows are sorted and each card's two blocks laid side
+    by side; otherwise (late events, states with late rows appended) all rows are sorted."""
+    new_order = np.lexsort((new["tx_key"], new["ts"], new_group))
+    new, new_group = new[new_order], new_group[new_order]
+    stored_sizes = np.bincount(stored_group, minlength=n_cards)
+    new_sizes = np.bincount(new_group, minlength=n_cards)
+    stored_starts = np.cumsum(stored_sizes) - stored_sizes
+    new_starts = np.cumsum(new_sizes) - new_sizes
+    both = (stored_sizes > 0) & (new_sizes > 0)
+    stored_last = stored_starts[both] + stored_sizes[both] - 1
+    if (
+        _sorted_by_key(stored, stored_group)
+        and not _precedes(new[new_starts[both]], stored[stored_last]).any()
+    ):
+        sizes = stored_sizes + new_sizes
+        starts = np.cumsum(sizes) - sizes
+        at_stored = starts[stored_group] + np.arange(len(stored)) - stored_starts[stored_group]
+        at_new = (starts + stored_sizes - new_starts)[new_group] + np.arange(len(new))
+        merged = np.empty(len(stored) + len(new), dtype=CARD_EVENT_DTYPE)
+        merged[at_stored] = stored
+        merged[at_new] = new
+        where = np.full(len(merged), -1, dtype=np.int64)
+        where[at_new] = new_order
+        return merged, np.repeat(np.arange(n_cards), sizes), where
+    combined = np.concatenate((stored, new))
+    group = np.concatenate((stored_group, new_group))
+    where = np.concatenate((np.full(len(stored), -1, dtype=np.int64), new_order))
+    order = np.lexsort((combined["tx_key"], combined["ts"], group))
+    return combined[order], group[order], where[order]
+
+
+def _precedes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise: a's (ts, tx_key) < b's."""
+    return (a["ts"] < b["ts"]) | ((a["ts"] == b["ts"]) & (a["tx_key"] < b["tx_key"]))
+
+
+def _sorted_by_key(rows: np.ndarray, group: IntArray) -> bool:
+    """Whether each group's rows (contiguous) are sorted by (ts, tx_key)."""
+    return not (_precedes(rows[1:], rows[:-1]) & (group[1:] == group[:-1])).any()
 
 
 def live_state_rows(stored: np.ndarray, group: IntArray, n_cards: int) -> np.ndarray | None:

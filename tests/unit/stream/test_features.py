@@ -11,6 +11,7 @@ import pytest
 
 from fraud.errors import ValidationError
 from stream.features import (
+    CARD_EVENT_DTYPE,
     CATEGORICAL_FEATURES,
     EARTH_RADIUS_KM,
     FEATURE_NAMES,
@@ -21,6 +22,7 @@ from stream.features import (
     channel_code,
     default_features,
     merchant_category_group_code,
+    merged_card_rows,
     timestamp_us,
 )
 
@@ -258,3 +260,35 @@ def test_names_and_defaults() -> None:
     assert defaults == InMemoryFeatureStore().process_batch([event])[0]
     assert defaults["card_new_country_30d"] == 1.0
     assert np.isfinite(defaults["amount"] or np.nan)
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["in-order", "late-rows"])
+def test_merged_card_rows_equal_one_sort_of_all_rows(late: bool) -> None:
+    """The shortcut for in-order events (sort the new rows, lay each card's blocks side by
+    side) gives exactly what sorting every row gives, and late rows take the full sort."""
+    rng = np.random.default_rng(7 + late)
+    for _trial in range(40):
+        n_cards = int(rng.integers(1, 12))
+        stored_sizes = rng.integers(0, 6, n_cards)
+        new_sizes = rng.integers(0, 4, n_cards)
+        stored = np.zeros(int(stored_sizes.sum()), dtype=CARD_EVENT_DTYPE)
+        stored_group = np.repeat(np.arange(n_cards), stored_sizes)
+        stored["ts"] = np.sort(rng.integers(0, 50, len(stored)))  # ties across and within cards
+        stored["tx_key"] = rng.integers(0, 3, len(stored))
+        order = np.lexsort((stored["tx_key"], stored["ts"], stored_group))
+        stored = stored[order]  # each card's rows sorted
+        if late and len(stored) > 1:
+            stored[[0, -1]] = stored[[-1, 0]]  # a state with rows out of order
+        new_group = rng.permutation(np.repeat(np.arange(n_cards), new_sizes))
+        new = np.zeros(len(new_group), dtype=CARD_EVENT_DTYPE)
+        new["ts"] = rng.integers(0 if late else 50, 80, len(new))
+        new["tx_key"] = rng.integers(0, 3, len(new))
+        new["amount"] = np.arange(len(new))  # tells rows with equal keys apart
+        merged, group, where = merged_card_rows(stored, stored_group, new, new_group, n_cards)
+        combined = np.concatenate((stored, new))
+        all_groups = np.concatenate((stored_group, new_group))
+        positions = np.concatenate((np.full(len(stored), -1), np.arange(len(new))))
+        expected = np.lexsort((combined["tx_key"], combined["ts"], all_groups))
+        assert merged.tobytes() == combined[expected].tobytes()
+        assert group.tolist() == all_groups[expected].tolist()
+        assert where.tolist() == positions[expected].tolist()
