@@ -345,8 +345,9 @@ def batch_features(
 
     `rows` are the batch positions of events never seen before (no duplicates).
     `card_history[card]` is the card's state: packed CARD_EVENT_DTYPE rows, usually sorted by
-    (ts, tx_key), possibly with rows the card has dropped since (see `live_state_rows`). `terminal_stored_counts[i]` are the stored transactions of row i's terminal in
-    each window of `terminal_count_offsets(label_delay_us)` relative to its time. Events of one
+    (ts, tx_key), possibly with rows the card has dropped since (see `live_state_rows`).
+    `terminal_stored_counts[i]` are the stored transactions of row i's terminal in each window
+    of `terminal_count_offsets(label_delay_us)` relative to its time. Events of one
     card or terminal see each other in time order, whatever their order in `rows`.
     """
     rows = np.asarray(rows, dtype=np.int64)

@@ -9,11 +9,11 @@ finds a transaction's terminal for a label lives in the transaction's shard
 in one round (per card shard one MGET of its transaction records and of the card states the
 store does not remember, per terminal shard a script counting the windows) and written in two
 (the cards, then the terminals and the label index); the calls of a round are pipelined per
-node (one pipeline on a single Redis, one per primary on a cluster). Scripts run their many small commands inside Redis: redis-py spends
-tens of microseconds per pipelined command, which at ~12 commands per event would dominate a
-batch. Card states never pass through Lua when read (a plain MGET) and only once when written
-(one argument each, checked on their first 8 bytes): copying a few KB into a Lua string costs
-more than the commands around it.
+node (one pipeline on a single Redis, one per primary on a cluster). Scripts run their many
+small commands inside Redis: redis-py spends tens of microseconds per pipelined command, which
+at ~12 commands per event would dominate a batch. Card states never pass through Lua when read
+(a plain MGET) and only once when written (one argument each, checked on their first 8 bytes):
+copying a few KB into a Lua string costs more than the commands around it.
 
 Each card state carries a version (8 random bytes, new at every write). A card shard's write
 commits only if every card it writes is still at the version read (all or nothing per shard);
@@ -24,13 +24,14 @@ idempotent and written for every event of a batch, also for redelivered ones, so
 between the two rounds leaves nothing missing.
 
 A write appends the batch's events of a card to its state (a few rows) instead of rewriting the
-whole state (a month of rows, ~3.5 KB), and rewrites it only when the rows the card has dropped
-since (older than its lookback, beyond MAX_CARD_HISTORY) pass a quarter of those it keeps;
-reading drops them again (definition.live_state_rows), so the features are those of a state
-rewritten at every batch. The store also remembers the states it wrote itself (version and
-rows, up to `card_cache` cards): a batch read to be written does not fetch them again, since
-its write is checked against the remembered version anyway; a card written meanwhile by
-another worker is refused, forgotten and read again.
+whole state (a month of rows, a few KB), and rewrites it only when the rows the card has
+dropped since (older than its lookback, beyond MAX_CARD_HISTORY) pass a quarter of those it
+keeps; reading drops them again (definition.live_state_rows), so the features are those of a
+state rewritten at every batch. The store also remembers the states it wrote itself (version
+and rows, up to `card_cache_bytes`): a batch read to be written does not fetch them again,
+since its write is checked against the remembered version anyway; a card written meanwhile by
+another worker is refused, forgotten and read again, and so are the cards of a write whose
+outcome is unknown (Redis failed during it).
 
 Keys expire `state_ttl(label_delay)` after their last write (label delay + 28 d + 1 d: 36 days
 at the default 7-day delay). card_id is already a token (the store refuses anything that looks
