@@ -341,7 +341,10 @@ class _Rounds:
 
 class _CardCache:
     """The card states a store wrote last: card -> (version, rows as the card keeps them, rows
-    the stored state holds), least recently used first out beyond `max_bytes`. Thread safe."""
+    the stored state holds), least recently used first out beyond `max_bytes` (rows plus
+    ENTRY_BYTES each). Thread safe."""
+
+    ENTRY_BYTES = 300  # what an entry costs beside its rows: dict slot, key, tuple, version
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
@@ -366,19 +369,27 @@ class _CardCache:
             for card, entry in states.items():
                 old = self._states.pop(card, None)
                 if old is not None:
-                    self._bytes -= len(old[1])
+                    self._bytes -= len(old[1]) + self.ENTRY_BYTES
                 self._states[card] = entry
-                self._bytes += len(entry[1])
+                self._bytes += len(entry[1]) + self.ENTRY_BYTES
             while self._bytes > self._max_bytes and self._states:
                 _card, (_version, packed, _held) = self._states.popitem(last=False)
-                self._bytes -= len(packed)
+                self._bytes -= len(packed) + self.ENTRY_BYTES
 
     def forget(self, cards: Iterable[str]) -> None:
         with self._lock:
             for card in cards:
                 old = self._states.pop(card, None)
                 if old is not None:
-                    self._bytes -= len(old[1])
+                    self._bytes -= len(old[1]) + self.ENTRY_BYTES
+
+    @property
+    def bytes(self) -> int:
+        """What the remembered states count for against `max_bytes`."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._states)
 
     def clear(self) -> None:
         with self._lock:

@@ -264,3 +264,26 @@ def test_state_lasts_the_label_delay_plus_the_longest_window() -> None:
     store.process_batch([tx(5, timedelta(days=37), card_id="card_E", terminal_id="term_2")])
     assert store.apply_labels([label(1, timedelta(days=37))]) == 0  # older than 36 d: expired
     assert store.apply_labels([label(2, timedelta(days=37))]) == 1
+
+
+def test_remembered_card_states_stay_within_their_bytes_least_recently_used_first_out() -> None:
+    from stream.features.redis_store import _CardCache
+
+    entry = _CardCache.ENTRY_BYTES
+    cache = _CardCache(max_bytes=3 * (entry + 66))
+    cache.put({f"card{i}": (b"v" * 8, b"r" * 66, 1) for i in range(3)})
+    assert len(cache) == 3 and cache.bytes == 3 * (entry + 66)
+    assert set(cache.get(["card0"])) == {"card0"}  # now the most recently used
+    cache.put({"card3": (b"v" * 8, b"r" * 66, 1)})  # card1 goes, the least recently used
+    assert set(cache.get(["card0", "card1", "card2", "card3"])) == {"card0", "card2", "card3"}
+    cache.put({"card0": (b"v" * 8, b"", 0)})  # a smaller state of a remembered card
+    assert cache.bytes == 3 * entry + 2 * 66
+    cache.forget(["card0", "card9"])
+    assert len(cache) == 2 and cache.bytes == 2 * (entry + 66)
+    # Thousands of one-row states count for their entries too, not just their rows.
+    many = _CardCache(max_bytes=100 * (entry + 66))
+    many.put({f"c{i}": (b"v" * 8, b"r" * 66, 1) for i in range(5_000)})
+    assert len(many) == 100
+    off = _CardCache(max_bytes=0)  # FRAUD_CARD_CACHE_MB=0: nothing remembered
+    off.put({"c": (b"v" * 8, b"r", 1)})
+    assert len(off) == 0 and off.get(["c"]) == {}
