@@ -106,9 +106,9 @@ class Phase:
 
     def warm(self, prefix: str, trial: str) -> None:
         """With --warm-days: load the feature store of a trial's workers with the bank's last
-        days before the live traffic, as `make warm` loads a production store (card histories
-        and terminal windows; no labels), so that the worker reads and writes states of a
-        realistic size instead of starting from empty ones. Once per Redis prefix."""
+        days before the live traffic, as `fraud warm-store` loads a production store (card
+        histories and terminal windows; no labels), so that the worker reads and writes states
+        of a realistic size instead of starting from empty ones. Once per Redis prefix."""
         days = self.options.warm_days
         if not days or prefix in self.warmed:
             return

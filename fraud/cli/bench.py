@@ -27,7 +27,7 @@ def bench(
     warm_days: float = typer.Option(
         0.0,
         help="Days of the bank's history loaded into each worker's feature store before it "
-        "starts (as `make warm` does in production); 0: workers start from an empty store.",
+        "starts (as `fraud warm-store` does in production); 0: workers start from an empty store.",
     ),
     partitions: int = typer.Option(4, help="Partitions of each benchmark topic."),
     batch_size: int = typer.Option(
