@@ -43,6 +43,9 @@ _CANDIDATE = re.compile(
 _SEPARATORS = str.maketrans("", "", " .-")
 TOKEN_PREFIX = "tok_"
 MIN_DIGITS, MAX_DIGITS = 13, 19
+# Every digit read as "0" (bytes.translate), for `ascii_may_hold_pan`.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_MIN_RUN = b"0" * MIN_DIGITS
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,14 @@ def ascii_digits(text: str) -> str:
     """`text` with other scripts' digits (fullwidth, Arabic-Indic, ...) folded to 0-9, so
     that no way of writing a digit hides a card number from the checks."""
     return text if text.isascii() else unicodedata.normalize("NFKC", text)
+
+
+def ascii_may_hold_pan(data: bytes) -> bool:
+    """False only when no part of the ASCII text `data` can be a card number: it has no 13
+    digits in a row once the separators a card number may be written with (" ", ".", "-") are
+    taken out, and every candidate `contains_pan` checks is such a run. Two passes in C,
+    ~10x cheaper than the pattern's scan over a transaction; a True still needs that scan."""
+    return _MIN_RUN in data.translate(_DIGITS_AS_ZERO, b" .-")
 
 
 def contains_pan(text: str) -> bool:

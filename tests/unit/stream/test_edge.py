@@ -144,3 +144,23 @@ def test_the_fast_card_number_pattern_finds_what_the_plain_one_does():
     for text in texts:
         expected = [(m.start(), m.end()) for m in plain.finditer(text)]
         assert [(m.start(), m.end()) for m in pan._CANDIDATE.finditer(text)] == expected, text
+
+
+def test_the_quick_card_number_check_lets_every_candidate_through():
+    """`pan.ascii_may_hold_pan` says False only where the pattern finds no candidate of 13+
+    digits (so `contains_pan` could only say False too), over card numbers written every way
+    and many random texts; and False over an ordinary transaction, whose scan it spares."""
+    import random
+
+    rng = random.Random(29)
+    alphabet = "0123456789" * 6 + ' .-,:aZ_"{}'
+    texts = [PAN, f"x{PAN}x", "4111 1111 1111 1111", "4111-1111-1111-1111", "3782.822463.10005"]
+    texts += ["".join(rng.choices(alphabet, k=rng.randint(0, 60))) for _ in range(20_000)]
+    for text in texts:
+        candidates = [m.group() for m in pan._CANDIDATE.finditer(text)]
+        if any(sum(char.isdigit() for char in c) >= pan.MIN_DIGITS for c in candidates):
+            assert pan.ascii_may_hold_pan(text.encode()), text
+        if pan.contains_pan(text):
+            assert pan.ascii_may_hold_pan(text.encode()), text
+    assert not pan.ascii_may_hold_pan(orjson.dumps(VALID))
+    assert pan.ascii_may_hold_pan(orjson.dumps({**VALID, "device_id": f"d-{PAN}"}))
