@@ -145,13 +145,12 @@ def warm_history(traffic: LiveTraffic, seed: int, days: float, run_id: str) -> l
 
 
 def warm_prefix(context: BenchContext, prefix: str, events: list[dict[str, Any]]) -> None:
-    from stream.features import RedisFeatureStore
+    from stream.features import RedisFeatureStore, load_events
 
     store = RedisFeatureStore(
         context.redis, prefix, label_delay=timedelta(days=context.settings.label_delay_days)
     )
-    for first in range(0, len(events), 2_000):
-        store.process_batch(events[first : first + 2_000])
+    load_events(store, events)
 
 
 @dataclass

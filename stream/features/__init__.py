@@ -52,7 +52,13 @@ from stream.features.metadata import Baseline, FeatureInfo, feature_info
 from stream.features.redis_store import SHARDS as REDIS_SHARDS
 from stream.features.redis_store import RedisFeatureStore
 from stream.features.store import DEFAULT_LABEL_DELAY, FeatureStore, StaleStateError, state_ttl
-from stream.features.warm import WarmReport, history_events, history_labels, warm_store
+from stream.features.warm import (
+    WarmReport,
+    history_events,
+    history_labels,
+    load_events,
+    warm_store,
+)
 
 __all__ = [
     "CARD_EVENT_DTYPE",
@@ -90,6 +96,7 @@ __all__ = [
     "features_without_history",
     "history_events",
     "history_labels",
+    "load_events",
     "merchant_category_group_code",
     "merged_card_rows",
     "state_ttl",

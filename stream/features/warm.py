@@ -14,16 +14,21 @@ Idempotent per transaction id: a second run changes nothing.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
 from fraud.errors import ValidationError
 from fraud.settings import Settings
 from schemas import load_schema
+
+if TYPE_CHECKING:
+    from stream.features.store import FeatureStore
+
+T = TypeVar("T")
 
 # The transaction contract's fields; a history row also has is_fraud and simulator extras.
 TRANSACTION_FIELDS = tuple(load_schema("transaction")["properties"])
@@ -75,9 +80,25 @@ def history_labels(frame: pd.DataFrame, label_delay: timedelta) -> list[dict[str
     ]
 
 
-def _chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def load_events(
+    store: FeatureStore,
+    events: Sequence[Mapping[str, Any]],
+    batch: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Fold `events` (in time order) into `store`, `batch` at a time; `progress(done, total)`
+    after each batch."""
+    done = 0
+    for chunk in _chunks(events, batch):
+        store.process_batch(chunk)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(events))
 
 
 def warm_store(
@@ -106,12 +127,7 @@ def warm_store(
     client = connect_redis(settings)
     store = RedisFeatureStore(client, settings.redis_prefix, label_delay=label_delay)
     events = history_events(frame)
-    done = 0
-    for chunk in _chunks(events, batch):
-        store.process_batch(chunk)
-        done += len(chunk)
-        if progress is not None:
-            progress(done, len(events))
+    load_events(store, events, batch, progress)
     labels = history_labels(frame, label_delay)
     applied = sum(store.apply_labels(chunk) for chunk in _chunks(labels, batch))
     return WarmReport(
