@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.edge.pan import ascii_may_hold_pan, contains_pan, is_pan_integer
+from stream.edge.pan import ascii_contains_pan, contains_pan, is_pan_integer
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def raw_may_hold_pan(raw: bytes) -> bool:
     no card number shows in them. One scan of the record instead of one per field."""
     if not raw.isascii() or b"\\" in raw:
         return True
-    return ascii_may_hold_pan(raw) and contains_pan(raw.decode("ascii"))
+    return ascii_contains_pan(raw)
 
 
 def _where(name: str | None) -> str:

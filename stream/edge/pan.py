@@ -43,9 +43,10 @@ _CANDIDATE = re.compile(
 _SEPARATORS = str.maketrans("", "", " .-")
 TOKEN_PREFIX = "tok_"
 MIN_DIGITS, MAX_DIGITS = 13, 19
-# Every digit read as "0" (bytes.translate), for `ascii_may_hold_pan`.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_MIN_RUN = b"0" * MIN_DIGITS
+# For `ascii_contains_pan`: what a candidate can be made of (digits and the separators) read as
+# "0", every other byte as "x"; a candidate of MIN_DIGITS digits spans at least as many bytes.
+_CHAIN_BYTES = bytes(48 if chr(b) in "0123456789 .-" else 120 for b in range(256))
+_MIN_CHAIN = b"0" * MIN_DIGITS
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,29 @@ def ascii_digits(text: str) -> str:
     return text if text.isascii() else unicodedata.normalize("NFKC", text)
 
 
-def ascii_may_hold_pan(data: bytes) -> bool:
-    """False only when no part of the ASCII text `data` can be a card number: it has no 13
-    digits in a row once the separators a card number may be written with (" ", ".", "-") are
-    taken out, and every candidate `contains_pan` checks is such a run. Two passes in C,
-    ~10x cheaper than the pattern's scan over a transaction; a True still needs that scan."""
-    return _MIN_RUN in data.translate(_DIGITS_AS_ZERO, b" .-")
+def ascii_contains_pan(data: bytes) -> bool:
+    """`contains_pan` of the ASCII text `data`, scanning only where a card number could be.
+
+    A candidate is made of digits and separators only, so it lies inside a chain of such bytes;
+    one holding a card number spans MIN_DIGITS bytes or more. Such chains are found with
+    `bytes.translate` and `find` (C speed); only they, and the bytes around them the pattern
+    looks at, go through the pattern: a transaction's timestamps, amounts and coordinates never
+    do. The pattern's matches inside a chain are the ones a scan of the whole text finds there,
+    since no match reaches past a chain. ~3x cheaper over a transaction than the plain scan."""
+    chains = data.translate(_CHAIN_BYTES)
+    start = chains.find(_MIN_CHAIN)  # where a long chain begins: searches resume past chains
+    text = None
+    while start >= 0:
+        end = chains.find(b"x", start)
+        end = len(chains) if end < 0 else end
+        if len(data[start:end].translate(None, b" .-")) >= MIN_DIGITS:
+            text = data.decode("ascii") if text is None else text
+            # One byte past the chain: what the pattern's look-ahead needs (its look-behinds
+            # see before `start` anyway).
+            if any(_pan_digits(m.group()) for m in _CANDIDATE.finditer(text, start, end + 1)):
+                return True
+        start = chains.find(_MIN_CHAIN, end)
+    return False
 
 
 def contains_pan(text: str) -> bool:
