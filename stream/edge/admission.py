@@ -148,7 +148,7 @@ def admit(
         return dead("invalid_json", f"not valid JSON: {exc}")
     if not isinstance(event, dict):
         return dead("schema", "transaction must be a JSON object", "<record>", "type")
-    shape = walk(event, limits, look_for_pans=raw_may_hold_pan(raw))
+    shape = walk(event, limits, look_for_pans=raw_may_hold_pan(raw), size=len(raw))
     if shape.broken is not None:
         reason, detail = shape.broken
         return dead(reason, detail, rule=reason)

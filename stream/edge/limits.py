@@ -14,6 +14,8 @@ from typing import Any
 
 from stream.edge.pan import ascii_contains_pan, contains_pan, is_pan_integer
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
 
 @dataclass(frozen=True)
 class EdgeLimits:
@@ -35,9 +37,26 @@ class Shape:
     pan_elsewhere: bool = False
 
 
-def walk(record: dict[str, Any], limits: EdgeLimits, look_for_pans: bool = True) -> Shape:
+def walk(
+    record: dict[str, Any],
+    limits: EdgeLimits,
+    look_for_pans: bool = True,
+    size: int | None = None,
+) -> Shape:
     """The record's shape; with `look_for_pans` False (the raw bytes showed none, see
-    `raw_may_hold_pan`) only the limits are checked."""
+    `raw_may_hold_pan`) only the limits are checked. `size`: the record's length in bytes, when
+    known: a record no longer than `max_string` holds no longer string, so when it is also
+    flat and has no more than `max_fields` fields, no limit can break and, with no card number
+    to look for, it is not walked."""
+    if (
+        not look_for_pans
+        and size is not None
+        and size <= limits.max_string
+        and len(record) <= limits.max_fields
+        and limits.max_depth >= 1
+        and _JSON_SCALARS.issuperset(map(type, record.values()))
+    ):
+        return Shape()
     shape = Shape()
     fields = 0
     stack: list[tuple[Any, int]] = [(record, 1)]  # (container, its depth)

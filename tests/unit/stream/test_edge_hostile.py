@@ -21,6 +21,7 @@ from stream.edge import (
     admit,
     contains_pan,
     luhn_valid,
+    walk,
 )
 from tests.support.edge import KEY, PAN, VALID
 
@@ -199,3 +200,23 @@ def test_the_dead_letter_copy_never_decodes_back_into_a_card_number() -> None:
     truncated = _admit(cut)
     assert isinstance(truncated, DeadLetter) and truncated.record["raw_truncated"] in (True, False)
     assert not DIGITS.search(truncated.record["raw"][-40:]) or not truncated.record["raw_truncated"]
+
+
+def test_a_flat_record_skips_the_walk_only_where_the_walk_finds_nothing() -> None:
+    """`walk(..., size=)` (a flat record no longer than max_string, with few enough fields, is
+    not walked) gives the full walk's shape over random records near tight limits: flat or
+    nested, short or long strings, few or many fields."""
+    rng = random.Random(31)
+    limits = EdgeLimits(max_bytes=4096, max_depth=2, max_fields=4, max_string=60)
+    scalars = [lambda: rng.randint(0, 9), lambda: rng.random(), lambda: None, lambda: True]
+    scalars += [lambda: "s" * rng.randint(0, 70), lambda: rng.randint(-9, 10**6)]
+    skipped = 0
+    for _ in range(5_000):
+        record = {f"k{i}": rng.choice(scalars)() for i in range(rng.randint(0, 7))}
+        if rng.random() < 0.2:
+            record["nested"] = {"inner": rng.choice([[1, 2], {"deep": [3]}, "x"])}
+        size = len(orjson.dumps(record))
+        expected = walk(record, limits, look_for_pans=False)
+        assert walk(record, limits, look_for_pans=False, size=size) == expected, record
+        skipped += size <= limits.max_string and expected.broken is None
+    assert skipped > 500
