@@ -114,9 +114,11 @@ def ascii_contains_pan(data: bytes) -> bool:
     A candidate is made of digits and separators only, so it lies inside a chain of such bytes;
     one holding a card number spans MIN_DIGITS bytes or more. Such chains are found with
     `bytes.translate` and `find` (C speed); only they, and the bytes around them the pattern
-    looks at, go through the pattern: a transaction's timestamps, amounts and coordinates never
-    do. The pattern's matches inside a chain are the ones a scan of the whole text finds there,
-    since no match reaches past a chain. ~3x cheaper over a transaction than the plain scan."""
+    looks at, go through the pattern: a transaction's timestamp, amount and coordinates at four
+    or five decimals are chains too short. The pattern's matches inside a chain are the ones a
+    scan of the whole text finds there, since no match reaches past a chain. About 2.5x cheaper
+    than `contains_pan` over a benchmark transaction (its id holds one long chain), 15x over one
+    without such a chain."""
     chains = data.translate(_CHAIN_BYTES)
     start = chains.find(_MIN_CHAIN)  # where a long chain begins: searches resume past chains
     text = None
