@@ -40,12 +40,14 @@ _CANDIDATE = re.compile(
     r"[0-9](?<![0-9][0-9])(?<![0-9][.,][0-9])[0-9]{12,18}(?![0-9])"
     r"|[0-9](?<![0-9A-Za-z][0-9])[0-9]{2,5}(?:[ .-][0-9]{3,6}){1,5}(?![0-9A-Za-z])"
 )
-_SEPARATORS = str.maketrans("", "", " .-")
+_SEPARATOR_CHARS = " .-"  # what may stand between the digit groups of a card number
+_SEPARATORS = str.maketrans("", "", _SEPARATOR_CHARS)
+_SEPARATOR_BYTES = _SEPARATOR_CHARS.encode()
 TOKEN_PREFIX = "tok_"
 MIN_DIGITS, MAX_DIGITS = 13, 19
 # For `ascii_contains_pan`: what a candidate can be made of (digits and the separators) read as
 # "0", every other byte as "x"; a candidate of MIN_DIGITS digits spans at least as many bytes.
-_CHAIN_BYTES = bytes(48 if chr(b) in "0123456789 .-" else 120 for b in range(256))
+_CHAIN_BYTES = bytes(48 if chr(b) in "0123456789" + _SEPARATOR_CHARS else 120 for b in range(256))
 _MIN_CHAIN = b"0" * MIN_DIGITS
 
 
@@ -125,7 +127,7 @@ def ascii_contains_pan(data: bytes) -> bool:
     while start >= 0:
         end = chains.find(b"x", start)
         end = len(chains) if end < 0 else end
-        if len(data[start:end].translate(None, b" .-")) >= MIN_DIGITS:
+        if len(data[start:end].translate(None, _SEPARATOR_BYTES)) >= MIN_DIGITS:
             text = data.decode("ascii") if text is None else text
             # One byte past the chain: what the pattern's look-ahead needs (its look-behinds
             # see before `start` anyway).

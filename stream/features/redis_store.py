@@ -369,19 +369,24 @@ class _CardCache:
             for card, entry in states.items():
                 old = self._states.pop(card, None)
                 if old is not None:
-                    self._bytes -= len(old[1]) + self.ENTRY_BYTES
+                    self._bytes -= self._cost(old)
                 self._states[card] = entry
-                self._bytes += len(entry[1]) + self.ENTRY_BYTES
+                self._bytes += self._cost(entry)
             while self._bytes > self._max_bytes and self._states:
-                _card, (_version, packed, _held) = self._states.popitem(last=False)
-                self._bytes -= len(packed) + self.ENTRY_BYTES
+                _card, oldest = self._states.popitem(last=False)
+                self._bytes -= self._cost(oldest)
 
     def forget(self, cards: Iterable[str]) -> None:
         with self._lock:
             for card in cards:
                 old = self._states.pop(card, None)
                 if old is not None:
-                    self._bytes -= len(old[1]) + self.ENTRY_BYTES
+                    self._bytes -= self._cost(old)
+
+    @classmethod
+    def _cost(cls, entry: tuple[bytes, bytes, int]) -> int:
+        """What one remembered state counts for against `max_bytes`: its rows and the entry."""
+        return len(entry[1]) + cls.ENTRY_BYTES
 
     @property
     def bytes(self) -> int:
