@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1)
     topics: TopicNames = Field(default_factory=TopicNames)
     consumer_group: str = "fraud-scorer"
-    # Prefix of every Redis key the stream writes (aggregates, label index).
+    # Prefix of every Redis key the stream writes (aggregates, transaction records, labels).
     redis_prefix: str = "fraud"
     # Key of the keyed hash that replaces card numbers (PAN) at the edge, and its id, which
     # every token carries (`tok_<id>_...`) so that the key can be rotated.

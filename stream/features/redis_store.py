@@ -2,13 +2,12 @@
 Redis Cluster with the same code.
 
 Keys are hash-tagged into shards, so that each atomic call touches one slot: a card's state and
-the records of its transactions share the card's shard (`<base>:{c<n>}:...`), a terminal's
-transactions and labels share the terminal's shard (`<base>:{t<n>}:...`), and the index that
-finds a transaction's terminal for a label lives in the transaction's shard
-(`<base>:{x<n>}:...`), with `<base>` = `<prefix>:features:v<STATE_VERSION>`. A batch is read
-in one round (per card shard one MGET of its transaction records and of the card states the
-store does not remember, per terminal shard a script counting the windows) and written in two
-(the cards, then the terminals and the label index); the calls of a round are pipelined per
+the records of its transactions share the card's shard (`<base>:{c<n>}:...`), and a
+terminal's transactions and labels share the terminal's shard (`<base>:{t<n>}:...`), with
+`<base>` = `<prefix>:features:v<STATE_VERSION>`. A batch is read in one round (per card shard
+one MGET of its transaction records and of the card states the store does not remember, per
+terminal shard a script counting the windows) and written in two (the cards with their
+transaction records, then the terminals); the calls of a round are pipelined per
 node (one pipeline on a single Redis, one per primary on a cluster). Scripts run their many
 small commands inside Redis: redis-py spends tens of microseconds per pipelined command, which
 at ~12 commands per event would dominate a batch. Card states never pass through Lua when read
@@ -19,9 +18,11 @@ Each card state carries a version (8 random bytes, new at every write). A card s
 commits only if every card it writes is still at the version read (all or nothing per shard);
 otherwise the batch is read and computed again. So a worker whose partitions moved away while
 it was frozen (a zombie) can never write over the state of the partition's new owner, nor count
-a transaction twice. Terminal members (keyed by transaction) and label index entries are
-idempotent and written for every event of a batch, also for redelivered ones, so a crash
-between the two rounds leaves nothing missing.
+a transaction twice. Terminal members (keyed by transaction) are idempotent and written for
+every event of a batch, also for redelivered ones, so a crash between the two rounds leaves
+nothing missing. A label finds its transaction's time and terminal in the transaction's record,
+looked up in every card shard (a label names its transaction only): labels are a few per
+hundred transactions, and an index by transaction id would cost a write for every one.
 
 A write appends the batch's events of a card to its state (a few rows) instead of rewriting the
 whole state (a month of rows, a few KB), and rewrites it only when the rows the card has
@@ -95,11 +96,6 @@ local function split(s)
     pos = colon + size + 1
   end
   return out
-end
-local function joined(items)
-  local parts = {}
-  for i = 1, #items do parts[#parts + 1] = #items[i] .. ':' .. items[i] end
-  return table.concat(parts)
 end
 """
 
@@ -194,32 +190,6 @@ return #terminals
 """
 )
 
-# KEYS[1]: anchor. ARGV: shard prefix, ttl, transactions, their "time,terminal" (length-
-# prefixed). The index a label finds its transaction's terminal and time by. Idempotent.
-_WRITE_INDEX_LUA = (
-    _SPLIT_LUA
-    + """
-local prefix, ttl = ARGV[1], ARGV[2]
-local transactions, entries = split(ARGV[3]), split(ARGV[4])
-for i = 1, #transactions do
-  redis.call('SET', prefix .. 'lab:' .. transactions[i], entries[i], 'EX', ttl)
-end
-return #transactions
-"""
-)
-
-# KEYS[1]: anchor. ARGV: shard prefix, transactions (length-prefixed). Their index entries.
-_READ_INDEX_LUA = (
-    _SPLIT_LUA
-    + """
-local prefix = ARGV[1]
-local transactions = split(ARGV[2])
-local found = {}
-for i = 1, #transactions do found[i] = redis.call('GET', prefix .. 'lab:' .. transactions[i]) or '' end
-return joined(found)
-"""
-)
-
 # Latest label wins. KEYS[1]: anchor. ARGV: shard prefix, ttl, then per label
 # (terminal, transaction_id, "tx_ts,labelled_at,flag", labelled_at).
 _APPLY_LABELS_LUA = """
@@ -244,8 +214,6 @@ _SCRIPTS = {
     "read_terminals": _READ_TERMINALS_LUA,
     "write_cards": _WRITE_CARDS_LUA,
     "write_terminals": _WRITE_TERMINALS_LUA,
-    "write_index": _WRITE_INDEX_LUA,
-    "read_index": _READ_INDEX_LUA,
     "apply_labels": _APPLY_LABELS_LUA,
 }
 
@@ -644,20 +612,16 @@ class RedisFeatureStore(FeatureStore):
         self._cards.put(written)
 
     def _after_write(self, columns: EventColumns, rows: IntArray, state: StoredState) -> None:
-        """Terminal members and the label index of every event of the batch (new or
-        redelivered): idempotent, so a crash between the rounds leaves nothing missing."""
-        row_list = rows.tolist()
+        """Terminal members of every event of the batch (new or redelivered): idempotent, so a
+        crash between the rounds leaves nothing missing."""
         members: dict[int, dict[str, list[str]]] = {}
-        index: dict[int, list[tuple[str, str]]] = {}
         for row, ts, tx_key in zip(
-            row_list, columns.ts[rows].tolist(), columns.tx_key[rows].tolist(), strict=True
+            rows.tolist(), columns.ts[rows].tolist(), columns.tx_key[rows].tolist(), strict=True
         ):
             terminal = columns.terminal_id[row]
             members.setdefault(shard_of(terminal), {}).setdefault(terminal, []).append(
                 f"{ts}:{tx_key}"
             )
-            transaction = columns.transaction_id[row]
-            index.setdefault(shard_of(transaction), []).append((transaction, f"{ts},{terminal}"))
         cutoffs = terminal_cutoffs(columns, rows, self._retention_us)
         calls: list[_Call] = []
         for number, by_terminal in sorted(members.items()):
@@ -683,43 +647,38 @@ class RedisFeatureStore(FeatureStore):
                     ],
                 )
             )
-        for number, pairs in sorted(index.items()):
-            prefix = self._shard("x", number)
-            calls.append(
-                _Call(
-                    prefix,
-                    "write_index",
-                    [
-                        prefix,
-                        self._ttl,
-                        _joined(tx for tx, _ in pairs),
-                        _joined(entry for _, entry in pairs),
-                    ],
-                )
-            )
         self._rounds.run(calls)
 
     # -- labels -------------------------------------------------------------------------------
 
     def _write_labels(self, labels: list[ParsedLabel]) -> LabelResult:
-        by_shard: dict[int, list[ParsedLabel]] = {}
-        for label in labels:
-            by_shard.setdefault(shard_of(label.transaction_id), []).append(label)
-        shards = sorted(by_shard)
+        # A label names its transaction only: its record (time, terminal) is looked up in every
+        # card shard, one MGET each. Labels are a few per hundred transactions; the index this
+        # spares cost a write for every transaction.
+        transactions = [label.transaction_id for label in labels]
         lookups = [
             _Call(
-                self._shard("x", number),
-                "read_index",
-                [self._shard("x", number), _joined(lab.transaction_id for lab in by_shard[number])],
+                self._shard("c", number),
+                "MGET",
+                [f"{self._shard('c', number)}tx:{transaction}" for transaction in transactions],
             )
-            for number in shards
+            for number in range(SHARDS)
         ]
-        found: list[tuple[ParsedLabel, int, str]] = []
-        for number, answer in zip(shards, self._rounds.run(lookups), strict=True):
-            for label, entry in zip(by_shard[number], _split(answer), strict=True):
-                if entry:
-                    at, where = entry.decode().split(",", 1)
-                    found.append((label, int(at), where))
+        # An id reused under another card (a producer's error) has a record in each card's
+        # shard: the label goes to the latest transaction.
+        where: dict[str, tuple[int, str]] = {}
+        for answer in self._rounds.run(lookups):
+            for transaction, record in zip(transactions, answer, strict=True):
+                if record is not None:
+                    ts, terminal, _features, _digest = _unpack_record(record)
+                    seen = where.get(transaction)
+                    if seen is None or ts > seen[0]:
+                        where[transaction] = (ts, terminal)
+        found = [
+            (label, where[label.transaction_id][0], where[label.transaction_id][1])
+            for label in labels
+            if label.transaction_id in where
+        ]
         early = [label.transaction_id for label, ts, _ in found if label.labelled_at < ts]
         per_terminal_shard: dict[int, list[Any]] = {}
         for label, ts, terminal in found:
@@ -752,17 +711,6 @@ def _joined(items: Iterable[str | bytes]) -> bytes:
         data = item.encode() if isinstance(item, str) else item
         parts.append(b"%d:%s" % (len(data), data))
     return b"".join(parts)
-
-
-def _split(data: bytes) -> list[bytes]:
-    items = []
-    position = 0
-    while position < len(data):
-        colon = data.index(b":", position)
-        end = colon + 1 + int(data[position:colon])
-        items.append(data[colon + 1 : end])
-        position = end
-    return items
 
 
 def _parse_label_hash(flat: list[bytes]) -> dict[str, LabelEntry]:

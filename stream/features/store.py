@@ -261,7 +261,7 @@ class FeatureStore(ABC):
         self, columns: EventColumns, rows: IntArray, state: StoredState
     ) -> None:
         """Idempotent writes for every event of a written batch, redelivered ones included
-        (the Redis store's terminal members and label index); nothing by default."""
+        (the Redis store's terminal members); nothing by default."""
 
     def apply_labels(self, labels: Sequence[Mapping[str, Any]]) -> int:
         """Record confirmed labels for the terminal fraud-rate features.

@@ -25,7 +25,7 @@ from stream.features import (
     canonical_card_state,
     state_ttl,
 )
-from stream.features.redis_store import DEFAULT_CARD_CACHE_BYTES
+from stream.features.redis_store import DEFAULT_CARD_CACHE_BYTES, shard_of
 from stream.features.store import StaleStateError
 from training.data import replay_features
 
@@ -197,6 +197,56 @@ def test_labels_through_redis_match_the_in_memory_store(
     assert last["terminal_fraud_rate_1d_after_delay"] == pytest.approx(2 / 4)  # tx1 and tx3
 
 
+def test_a_label_finds_its_transaction_by_the_record_in_its_card_shard(
+    redis_client: redis.Redis, unique_name: Callable[[str], str]
+) -> None:
+    """Labels name only their transaction: its time and terminal come from the transaction's
+    record, in whichever card shard holds it. An id a producer reused under another card has a
+    record in each card's shard: the label goes to the latest transaction."""
+    store = RedisFeatureStore(
+        redis_client, prefix=unique_name("features"), label_delay=timedelta(minutes=15)
+    )
+    base = pd.Timestamp("2024-06-01T10:00:00Z")
+
+    def event(transaction: str, minutes: int, card: str, terminal: str) -> dict[str, Any]:
+        at = (base + pd.Timedelta(minutes=minutes)).isoformat()
+        return {
+            "transaction_id": transaction,
+            "timestamp": at,
+            "card_id": card,
+            "customer_id": "c",
+            "terminal_id": terminal,
+            "amount": 25.0,
+            "currency": "EUR",
+        }
+
+    cards = [f"card_{n}" for n in range(64)]
+    first, second = next(
+        (a, b) for a, b in itertools.combinations(cards, 2) if shard_of(a) != shard_of(b)
+    )
+    at = (base + pd.Timedelta(minutes=60)).isoformat()
+    try:
+        store.process_batch([event("tx-1", 0, first, "term_a")])
+        store.process_batch(
+            [event("tx-1", 5, second, "term_b"), event("tx-2", 6, second, "term_a")]
+        )
+        labels = [
+            {"transaction_id": tx, "label": "fraud", "labelled_at": at}
+            for tx in ("tx-1", "tx-2", "tx-unknown")
+        ]
+        assert store.apply_labels(labels) == 2
+        assert set(redis_client.hkeys(_label_key(store, "term_b"))) == {b"tx-1"}
+        assert set(redis_client.hkeys(_label_key(store, "term_a"))) == {b"tx-2"}
+        early = [{"transaction_id": "tx-2", "label": "fraud", "labelled_at": base.isoformat()}]
+        assert store.apply_labels_checked(early).dated_before_transaction == ["tx-2"]
+    finally:
+        store.clear()
+
+
+def _label_key(store: RedisFeatureStore, terminal: str) -> str:
+    return store.terminal_key(terminal).replace(":term:", ":tlabel:")
+
+
 def test_three_pipelined_rounds_per_batch_with_expiring_hash_tagged_keys(
     redis_client: redis.Redis, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,18 +266,20 @@ def test_three_pipelined_rounds_per_batch_with_expiring_hash_tagged_keys(
         store.process_batch(events[:10])  # loads the scripts
         rounds.clear()
         store.process_batch(events[10:])
-        # Read; write the cards (all or nothing per shard); write terminals and the label index.
+        # Read; write the cards with their transaction records (all or nothing per shard); write
+        # the terminals.
         assert len(rounds) == 3 and [set(r) for r in rounds] == [
             {"MGET", "EVALSHA"},
             {"EVALSHA"},
             {"EVALSHA"},
         ]
-        assert all(len(r) <= 2 * REDIS_SHARDS for r in rounds)  # one call per shard touched
+        assert len(rounds[0]) <= 2 * REDIS_SHARDS  # one call per shard touched
+        assert all(len(r) <= REDIS_SHARDS for r in rounds[1:])
         keys = list(redis_client.scan_iter(match=f"{store.key_prefix}*"))
         kinds = {re.search(rb"\}:(\w+):", key).group(1) for key in keys}  # type: ignore[union-attr]
-        assert kinds == {b"card", b"term", b"tx", b"lab"}
+        assert kinds == {b"card", b"term", b"tx"}  # labels find transactions by their records
         # Every script's keys share its shard's hash tag: one slot per call on a cluster.
-        assert all(re.search(rb":\{[ctx]\d+\}:", key) for key in keys)
+        assert all(re.search(rb":\{[ct]\d+\}:", key) for key in keys)
         ttls = {redis_client.ttl(key) for key in keys}
         # Terminal history must outlive the delay + the 28-day window: 36 days, not 31.
         assert 35 * 86_400 < min(ttls) and max(ttls) <= store.ttl.total_seconds()

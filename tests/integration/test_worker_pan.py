@@ -124,22 +124,17 @@ def _send(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> Non
 
 
 def _redis_leaks(client: Any, prefix: str, tx_keys: set[int], start_us: int, end_us: int) -> dict:
-    """Card-number-like runs in the keys and values under `prefix`. Sorted-set members, label
-    values and label index times are numbers by construction (a transaction's 64-bit key;
-    "<time µs>,<time µs>,<flag>"; "<time µs>,<terminal>"): they are checked to be exactly that,
-    then left out of the digit scan (a 16-digit microsecond time passes Luhn one time in ten)."""
+    """Card-number-like runs in the keys and values under `prefix`. Sorted-set members and
+    label values are numbers by construction (a transaction's 64-bit key; "<time µs>,<time
+    µs>,<flag>"): they are checked to be exactly that, then left out of the digit scan (a
+    16-digit microsecond time passes Luhn one time in ten)."""
     leaks: dict[str, list[str]] = {}
     keys = list(client.scan_iter(f"{prefix}:*", count=1000))
     assert keys, f"no Redis keys under {prefix}"
     for key in keys:
         found = luhn_runs(key)
         kind = client.type(key)
-        if kind == b"string" and b":lab:" in key:
-            # The label index: "<time µs>,<terminal>"; the time is a number by construction.
-            at, terminal = client.get(key).split(b",", 1)
-            assert start_us <= int(at) <= end_us, (key, at)
-            found += luhn_runs(terminal)
-        elif kind == b"string":
+        if kind == b"string":
             found += luhn_runs(client.get(key))
         elif kind == b"zset":
             for member, score in client.zrange(key, 0, -1, withscores=True):
