@@ -105,26 +105,30 @@ def score_batch(
     values = matrix.astype(object)
     values[np.isnan(matrix)] = None
     rows = values.tolist()
+    # Plain Python values for the loop: indexing numpy arrays makes a numpy scalar each time.
+    score_list = scores.tolist()
+    tier_list = tiers.tolist()
+    untrusted_list = untrusted.tolist()
     decisions, alerts = [], []
     for i, event in enumerate(events):
         latency_ms = 0.0 if arrived is None else max(0.0, (now_s - arrived[i]) * 1000)
-        values = rows[i]
+        bad = untrusted_list[i]
         decision = {
             "transaction_id": event["transaction_id"],
             "card_id": event["card_id"],
             "event_time": event["timestamp"],
             "decided_at": decided_at,
-            "score": None if untrusted[i] else float(scores[i]),
-            "decision": str(tiers[i]),
+            "score": None if bad else score_list[i],
+            "decision": tier_list[i],
             "thresholds": thresholds,
             "model": model_ref,
-            "features": dict(zip(names, values, strict=True)),
+            "features": dict(zip(names, rows[i], strict=True)),
             "reason_codes": reasons.get(i, []),
             "latency_ms": round(latency_ms, 3),
             "degraded": bool(degraded[i]),
         }
-        if untrusted[i]:
-            decision["score_error"] = f"the model returned {scores[i]!r}, not a probability"
+        if bad:
+            decision["score_error"] = f"the model returned {score_list[i]!r}, not a probability"
         decisions.append(decision)
         if i in reasons:
             alerts.append(
