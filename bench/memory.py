@@ -23,13 +23,13 @@ from stream.features import RedisFeatureStore
 from stream.redis_io import connect_redis
 
 BATCH = 500
-_TAGS = re.compile(r"[{}]")
+_SHARD_TAG = re.compile(r"^\{[^}]*\}:")
 
 
 def key_kind(key: str, prefix: str) -> str:
     """'card', 'term', 'tx', 'tlabel' ...: the first part of a key after the store's prefix
-    (hash-tag braces ignored)."""
-    return _TAGS.sub("", key[len(prefix) :]).split(":", 1)[0]
+    and the shard's hash tag (`<prefix>{c3}:card:<card>` -> 'card')."""
+    return _SHARD_TAG.sub("", key[len(prefix) :], count=1).split(":", 1)[0]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from bench.context import BenchOptions, parse_env, parse_rates
 from bench.kafka import BenchTopics, records_between
+from bench.memory import key_kind
 from bench.phase import warm_history
 from bench.profile import _minus, area_of, summarize_profile, write_profile
 from bench.worker import (
@@ -227,3 +228,12 @@ def test_http_baseline_scores_one_transaction_per_request(with_history: bool):
     assert first["decision"] == "decline"
     assert first["model_version"] == "7"
     assert client.get("/health").get_json() == {"ready": True, "model_version": "7"}
+
+
+def test_memory_counts_keys_by_their_kind_past_the_shard_tag() -> None:
+    prefix = "fraud:features:v5:"
+    kinds = [
+        key_kind(prefix + key, prefix)
+        for key in ("{c3}:card:card_1", "{c15}:tx:tx-{1}", "{t7}:term:t:1", "{t0}:tlabel:t")
+    ]
+    assert kinds == ["card", "tx", "term", "tlabel"]
