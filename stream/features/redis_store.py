@@ -602,12 +602,21 @@ class RedisFeatureStore(FeatureStore):
                 args += (transaction, record)
             calls.append(_Call(prefix, "write_cards", args))
         try:
-            moved = [card for answer in self._rounds.run(calls) for card in answer]
+            answers = self._rounds.run(calls)
         except BaseException:
             self._cards.forget(written)  # whether it landed is unknown: read them again
             raise
+        moved = [card for answer in answers for card in answer]
         if moved:
             self._cards.forget(written)  # other shards' cards did move on: read them again
+            # The shards without a moved card wrote their cards and transaction records: to the
+            # batch's next attempt those transactions are redeliveries, which it does not
+            # compute again, so they would be missing from its terminal counts. Their terminal
+            # members go in now, as they would after the batch.
+            landed = {number for number, answer in zip(shards, answers, strict=True) if not answer}
+            done = [r for r in rows.tolist() if shard_of(columns.card_id[r]) in landed]
+            if done:
+                self._after_write(columns, np.array(done, dtype=np.int64), state)
             raise StaleStateError([card.decode() for card in moved])
         self._cards.put(written)
 

@@ -197,6 +197,41 @@ def test_labels_through_redis_match_the_in_memory_store(
     assert last["terminal_fraud_rate_1d_after_delay"] == pytest.approx(2 / 4)  # tx1 and tx3
 
 
+def test_two_stores_taking_turns_on_the_same_cards_give_the_features_of_one(
+    redis_client: redis.Redis, unique_name: Callable[[str], str]
+) -> None:
+    """Each store remembers the card states it wrote, so its next batch finds some of them
+    moved on by the other: those card shards are refused and the batch computed again, while
+    the shards that did write hold transactions the next attempt treats as redeliveries. Their
+    terminal members must be in before it reads the counts."""
+    events = history_events(synthetic_history(1500, days=2, seed=4))
+    prefix = unique_name("features")
+    stores = [RedisFeatureStore(redis_client, prefix), RedisFeatureStore(redis_client, prefix)]
+    one = RedisFeatureStore(redis_client, unique_name("one"))
+    refused = 0
+    write = RedisFeatureStore._write
+
+    def counting(self: RedisFeatureStore, *args: Any) -> None:
+        nonlocal refused
+        try:
+            write(self, *args)
+        except StaleStateError:
+            refused += 1
+            raise
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(RedisFeatureStore, "_write", counting)
+            for turn, start in enumerate(range(0, len(events), 150)):
+                batch = events[start : start + 150]
+                got = stores[turn % 2].process(batch)
+                np.testing.assert_array_equal(got.matrix, one.process(batch).matrix)
+        assert refused > 0  # the retry path ran
+    finally:
+        stores[0].clear()
+        one.clear()
+
+
 def test_a_label_finds_its_transaction_by_the_record_in_its_card_shard(
     redis_client: redis.Redis, unique_name: Callable[[str], str]
 ) -> None:
