@@ -133,6 +133,31 @@ def cpu_seconds_from_stat(stat: str, ticks_per_s: int = CLOCK_TICKS) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks_per_s
 
 
+def tree_cpu_seconds(pid: int, proc: Path = Path("/proc")) -> float:
+    """CPU seconds of a process and of its live descendants (a worker's feature store process,
+    FRAUD_STORE_PROCESS=1, is part of the worker's cost)."""
+    children: dict[int, list[int]] = {}
+    seconds: dict[int, float] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+        seconds[int(entry.name)] = cpu_seconds_from_stat(stat)
+    if pid not in seconds:
+        raise OSError(f"no process {pid}")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        total += seconds.get(current, 0.0)
+        pending.extend(children.get(current, []))
+    return total
+
+
 WORKER_COMMAND = ("fraud.cli", "worker")
 
 
@@ -229,7 +254,7 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float | None:
         try:
-            return cpu_seconds_from_stat(Path(f"/proc/{self.popen.pid}/stat").read_text())
+            return tree_cpu_seconds(self.popen.pid)
         except (OSError, ValueError, IndexError):
             return None
 

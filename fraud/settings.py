@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     # Card states a worker remembers from its own writes, so that its next batch of the card
     # does not read them from Redis again (checked on write; 0 turns it off).
     card_cache_mb: int = Field(default=64, ge=0)
+    # The feature store in a process of its own (stream/worker/store_process.py): the worker's
+    # event loop and the store's Python then run on two cores instead of sharing one GIL.
+    store_process: bool = False
     # The edge's limits on any input record (transactions and feedback); beyond them a record is
     # dead-lettered with the limit's reason (too_large, too_deep, too_many_fields, too_long).
     edge_max_bytes: int = Field(default=64 * 1024, ge=1024)

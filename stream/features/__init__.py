@@ -51,7 +51,14 @@ from stream.features.memory_store import InMemoryFeatureStore, default_features
 from stream.features.metadata import Baseline, FeatureInfo, feature_info
 from stream.features.redis_store import SHARDS as REDIS_SHARDS
 from stream.features.redis_store import RedisFeatureStore
-from stream.features.store import DEFAULT_LABEL_DELAY, FeatureStore, StaleStateError, state_ttl
+from stream.features.store import (
+    DEFAULT_LABEL_DELAY,
+    BatchFeatures,
+    FeatureStore,
+    LabelResult,
+    StaleStateError,
+    state_ttl,
+)
 from stream.features.warm import (
     WarmReport,
     history_events,
@@ -76,6 +83,7 @@ __all__ = [
     "TERMINAL_WINDOWS",
     "UNKNOWN_CODE",
     "Baseline",
+    "BatchFeatures",
     "CardSequence",
     "EventColumns",
     "FeatureInfo",
@@ -83,6 +91,7 @@ __all__ = [
     "FloatArray",
     "InMemoryFeatureStore",
     "IntArray",
+    "LabelResult",
     "RedisFeatureStore",
     "StaleStateError",
     "WarmReport",

@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, cast
 
 import faust
@@ -36,6 +35,7 @@ from stream.worker.metrics import ScorerMetrics
 from stream.worker.models import ModelHolder
 from stream.worker.output import BatchProducer
 from stream.worker.route import PipelinedRoute
+from stream.worker.store_process import StoreProcess, redis_feature_store
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +64,12 @@ class Worker:
 
 
 def build_worker(settings: Settings, metrics: ScorerMetrics | None = None) -> Worker:
-    from stream.features import RedisFeatureStore
-    from stream.redis_io import connect_redis
-
     metrics = metrics or ScorerMetrics()
     models = ModelHolder(settings, metrics)
     producer = BatchProducer(settings.kafka, metrics, dead_letter_topic=settings.topics.dead_letter)
-    client = connect_redis(
-        settings, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0
-    )
-    handler = BatchHandler(
-        settings,
-        RedisFeatureStore(
-            client,
-            settings.redis_prefix,
-            label_delay=timedelta(days=settings.label_delay_days),
-            card_cache_bytes=settings.card_cache_mb * 2**20,
-        ),
-        models,
-        producer,
-        metrics,
-    )
+    local = redis_feature_store(settings)
+    store = StoreProcess(settings, local) if settings.store_process else local
+    handler = BatchHandler(settings, store, models, producer, metrics)
     return Worker(settings, metrics, models, producer, handler)
 
 

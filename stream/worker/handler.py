@@ -55,6 +55,7 @@ from stream.scoring import ScoredBatch, score_batch
 from stream.worker.metrics import ScorerMetrics
 from stream.worker.models import ModelHolder
 from stream.worker.output import BatchProducer
+from stream.worker.store_process import StoreProcess
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class BatchHandler:
     def __init__(
         self,
         settings: Settings,
-        store: FeatureStore,
+        store: FeatureStore | StoreProcess,
         models: ModelHolder,
         producer: BatchProducer,
         metrics: ScorerMetrics,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import orjson
 import pytest
@@ -27,10 +29,15 @@ def _produce(worker_env, rate: float, seconds: float, malformed: float = 0.0, se
     )
 
 
+@pytest.mark.parametrize("store_process", [False, True], ids=["store-lane", "store-process"])
 def test_every_transaction_gets_one_decision_and_every_bad_event_a_dead_letter(
-    worker_env, consume_all
+    worker_env, consume_all, store_process
 ):
+    if store_process:
+        worker_env.extra["FRAUD_STORE_PROCESS"] = "1"
     with worker_env.worker() as worker:
+        if store_process:  # the feature store runs in the worker's child process
+            assert [cmd for cmd in _children(worker.popen.pid) if b"multiprocessing" in cmd]
         report = _produce(worker_env, rate=400, seconds=5, malformed=0.05)
         truth = consume_all(worker_env.topics["truth"], count=report.valid)
         # Events whose card_id is a raw card number are tokenised at the edge and decided;
@@ -68,6 +75,19 @@ def test_every_transaction_gets_one_decision_and_every_bad_event_a_dead_letter(
     assert f'fraud_transactions_total{{outcome="decided"}} {float(len(decisions))}' in metrics
     assert f'fraud_transactions_total{{outcome="dead_lettered"}} {float(len(dead))}' in metrics
     assert f"fraud_pan_tokenized_total {float(tokenised)}" in metrics
+
+
+def _children(pid: int) -> list[bytes]:
+    """The command lines of a process's children."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            if entry.name.isdigit() and int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append((entry / "cmdline").read_bytes())
+        except OSError:
+            continue
+    return found
 
 
 def test_predict_and_health(worker_env):

@@ -17,10 +17,12 @@ from bench.memory import key_kind
 from bench.phase import warm_history
 from bench.profile import _minus, area_of, summarize_profile, write_profile
 from bench.worker import (
+    CLOCK_TICKS,
     CpuMeter,
     cpu_seconds_from_stat,
     cpu_seconds_of,
     machine_busy_seconds_from_stat,
+    tree_cpu_seconds,
 )
 from fraud.errors import ConfigError
 from fraud.settings import Settings
@@ -95,6 +97,23 @@ def test_cpu_seconds_from_proc_stat_with_a_name_holding_spaces_and_parens():
     fields = ["S", *["0"] * 10, "250", "50", *["0"] * 30]  # utime, stime = fields 14, 15
     line = "4242 (python (x) y) " + " ".join(fields)
     assert cpu_seconds_from_stat(line, ticks_per_s=100) == 3.0
+
+
+def test_a_workers_cpu_counts_its_live_descendants(tmp_path: Path) -> None:
+    """The worker (10), its feature store process (11) and what that started (12); an
+    unrelated process (13) and entries that are not processes are left out."""
+
+    def stat(pid: int, parent: int, utime: int) -> str:
+        return f"{pid} (py (x)) S {parent} " + " ".join(["0"] * 9 + [str(utime), "0"] + ["0"] * 30)
+
+    for pid, parent, utime in ((10, 1, 100), (11, 10, 250), (12, 11, 50), (13, 1, 999)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(stat(pid, parent, utime))
+    (tmp_path / "self").mkdir()
+    assert cpu_seconds_from_stat(stat(10, 1, 100), ticks_per_s=100) == 1.0
+    assert tree_cpu_seconds(10, tmp_path) * CLOCK_TICKS == pytest.approx(400)
+    with pytest.raises(OSError):
+        tree_cpu_seconds(99, tmp_path)
 
 
 def test_machine_busy_seconds_leave_out_idle_and_iowait():
