@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,8 @@ def test_every_transaction_gets_one_decision_and_every_bad_event_a_dead_letter(
 ):
     if store_process:
         worker_env.extra["FRAUD_STORE_PROCESS"] = "1"
+        # Batches of up to half a second: large enough (>= 64 events) for the child.
+        worker_env.extra["FRAUD_BATCH_WITHIN_S"] = "0.5"
     with worker_env.worker() as worker:
         if store_process:  # the feature store runs in the worker's child process
             assert [cmd for cmd in _children(worker.popen.pid) if b"multiprocessing" in cmd]
@@ -75,6 +78,10 @@ def test_every_transaction_gets_one_decision_and_every_bad_event_a_dead_letter(
     assert f'fraud_transactions_total{{outcome="decided"}} {float(len(decisions))}' in metrics
     assert f'fraud_transactions_total{{outcome="dead_lettered"}} {float(len(dead))}' in metrics
     assert f"fraud_pan_tokenized_total {float(tokenised)}" in metrics
+    if store_process:  # batches of more than 100 events (64 or more go to the child)
+        small = re.search(r'fraud_batch_size_bucket\{le="100.0"\} (\S+)', metrics)
+        count = re.search(r"fraud_batch_size_count (\S+)", metrics)
+        assert small and count and float(count.group(1)) > float(small.group(1))
 
 
 def _children(pid: int) -> list[bytes]:
