@@ -1,27 +1,23 @@
-"""The feature store's large batches in a process of its own (FRAUD_STORE_PROCESS=1).
+"""The feature store in a process of its own (FRAUD_STORE_PROCESS=1).
 
 A worker's event loop (admission, scoring, decisions) and its store lane (the Redis store's
 Python: encoding a batch, the Redis client, the feature kernels' callers) share one GIL, so
 their CPU adds up on one core however the two threads overlap. With this setting the worker
-starts a child process with a RedisFeatureStore of its own, and the store lane hands it each
-large batch's events and waits for the features: the two halves then run on two cores.
-
-Small batches (fewer than `inline_below` events: the worker keeps up, and latency matters more
-than CPU) stay in the worker's own RedisFeatureStore, as without the setting: a hop to another
-process would only add two wake-ups to them. Both stores write the same Redis state, each
-checking the card versions it read, so a card whose batches move between them is read again
-(a refused write) rather than overwritten; transactions already recorded by one are
-redeliveries to the other. Calls reach the stores one at a time, in the order the store lane
-gives them, so a card's batches still reach Redis in order.
+starts a child process with a RedisFeatureStore of its own (its connection, its remembered card
+states), and the store lane hands it each batch's events and waits for the features: the two
+halves then run on two cores. Calls reach the child one at a time, in the order the store lane
+gives them, so a card's batches reach Redis in order.
 
 What crosses the pipe is pickled: a batch's events (dicts of JSON scalars) one way, the feature
 matrix and the conflicting rows the other. A Redis error in the child reaches the worker as a
 redis.RedisError (the worker degrades as it would in-process). Should the child die, the batch
 it had is run by the worker's own store (whatever the child wrote of it is found there: its
-transactions as redeliveries, its cards at their new versions) and the next large batch starts
-a new child. The child ignores SIGINT (Ctrl-C reaches the whole process group
-and the worker shuts down first): it stops when the worker closes the pipe, and at the worker's
-exit (multiprocessing terminates its daemon children).
+transactions as redeliveries, its cards at their new versions, checked on write) and the next
+batch starts a new child. Labels stay in the worker's own store: they touch no card state.
+
+Measured (README, Benchmarks): more decisions/s at saturation where a core is free for the
+child, but each batch pays two process wake-ups, which on a busy machine show in the latency
+at moderate rates: off by default.
 """
 
 from __future__ import annotations
@@ -44,11 +40,9 @@ _PICKLE = pickle.HIGHEST_PROTOCOL
 
 
 class StoreProcess:
-    """The methods of a FeatureStore the worker calls: `local` (the worker's own store) for
-    small batches and labels, a RedisFeatureStore in a child process built from `settings` for
-    large batches. Calls must come one at a time (the worker's store lane)."""
-
-    inline_below = 64  # events; as BatchHandler.lane_min_events
+    """The methods of a FeatureStore the worker calls: batches in a RedisFeatureStore of a
+    child process built from `settings`; labels, degraded defaults and a dead child's batch in
+    `local` (the worker's own store). Calls must come one at a time (the worker's store lane)."""
 
     def __init__(self, settings: Settings, local: RedisFeatureStore) -> None:
         self._settings = settings
@@ -60,8 +54,6 @@ class StoreProcess:
         self._start()
 
     def process(self, events: Sequence[Mapping[str, Any]], *, write: bool = True) -> BatchFeatures:
-        if len(events) < self.inline_below:
-            return self._local.process(events, write=write)
         try:
             result: BatchFeatures = self._call("process", list(events), write=write)
         except _ChildLost as lost:

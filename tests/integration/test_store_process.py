@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.integration]
 def test_the_store_process_gives_the_features_labels_and_errors_of_the_store(
     stack: Stack, redis_client: redis.Redis, unique_name: Callable[[str], str]
 ) -> None:
-    """Large batches in the child, small ones in the worker's own store, over the same cards:
-    the features are those of one store; errors and a dead child are handled."""
+    """Batches in the child, labels in the worker's own store: the features are those of one
+    store; errors and a dead child are handled."""
     events = history_events(synthetic_history(1500, days=2, seed=4))
     ours = Settings(redis_url=stack.redis_url, redis_prefix=unique_name("process"))
     direct = RedisFeatureStore(
@@ -51,7 +51,7 @@ def test_the_store_process_gives_the_features_labels_and_errors_of_the_store(
             got = process.process(batch)
             np.testing.assert_array_equal(got.matrix, expected.matrix)
             assert got.conflicts == expected.conflicts
-        assert local_calls == [20, 63, 5] * 2  # below inline_below: the worker's own store
+        assert local_calls == []  # every batch in the child
         # A redelivery is recognised whichever store recorded it; a look writes nothing.
         again = process.process(events[:400], write=False)
         np.testing.assert_array_equal(again.matrix, direct.process(events[:400]).matrix)
@@ -70,7 +70,7 @@ def test_the_store_process_gives_the_features_labels_and_errors_of_the_store(
             process.process([*events[start : start + 70], card_number])
         assert raised.value.field == "card_id"
 
-        # The child dies between calls: the next large batch starts a new one.
+        # The child dies between calls: the next batch starts a new one.
         child = process._process.pid
         os.kill(child, signal.SIGKILL)
         process._process.join(5)
@@ -104,9 +104,18 @@ def test_a_redis_failure_in_the_store_process_is_a_redis_error(
     process = StoreProcess(nowhere, redis_feature_store(nowhere))
     try:
         events = history_events(synthetic_history(100, days=1, seed=1))
-        for size in (100, 10):  # the child's store, the worker's own
-            with pytest.raises(redis.RedisError):
-                process.process(events[:size])
+        with pytest.raises(redis.RedisError):
+            process.process(events)
+        with pytest.raises(redis.RedisError):
+            process.apply_labels_checked(
+                [
+                    {
+                        "transaction_id": "tx-1",
+                        "label": "fraud",
+                        "labelled_at": "2030-01-01T00:00:00Z",
+                    }
+                ]
+            )
     finally:
         process.close()
     assert process._process is None  # closed: no child left
