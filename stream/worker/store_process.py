@@ -141,10 +141,7 @@ def serve(connection: Any, settings: Settings) -> None:
     # Ctrl-C reaches the whole process group: the worker shuts down and closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = redis_feature_store(settings)
-    calls: dict[str, Callable[..., Any]] = {
-        "process": store.process,
-        "apply_labels_checked": store.apply_labels_checked,
-    }
+    calls: dict[str, Callable[..., Any]] = {"process": store.process}
     while True:
         try:
             name, args, kwargs = pickle.loads(connection.recv_bytes())
