@@ -665,13 +665,10 @@ class RedisFeatureStore(FeatureStore):
         # card shard, one MGET each. Labels are a few per hundred transactions; the index this
         # spares cost a write for every transaction.
         transactions = [label.transaction_id for label in labels]
+        prefixes = [self._shard("c", number) for number in range(SHARDS)]
         lookups = [
-            _Call(
-                self._shard("c", number),
-                "MGET",
-                [f"{self._shard('c', number)}tx:{transaction}" for transaction in transactions],
-            )
-            for number in range(SHARDS)
+            _Call(prefix, "MGET", [f"{prefix}tx:{transaction}" for transaction in transactions])
+            for prefix in prefixes
         ]
         # An id reused under another card (a producer's error) has a record in each card's
         # shard: the label goes to the latest transaction.

@@ -27,7 +27,7 @@ import multiprocessing
 import pickle
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -50,12 +50,11 @@ class StoreProcess:
         self._lock = threading.Lock()
         self._connection: Any = None
         self._process: Any = None
-        self.label_delay = local.label_delay
         self._start()
 
     def process(self, events: Sequence[Mapping[str, Any]], *, write: bool = True) -> BatchFeatures:
         try:
-            result: BatchFeatures = self._call("process", list(events), write=write)
+            result: BatchFeatures = self._in_child(list(events), write)
         except _ChildLost as lost:
             log.warning("the feature store process stopped (%s); this batch runs here", lost)
             return self._local.process(events, write=write)
@@ -72,10 +71,10 @@ class StoreProcess:
         with self._lock:
             self._stop()
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def _in_child(self, events: list[Mapping[str, Any]], write: bool) -> Any:
         import redis
 
-        request = pickle.dumps((name, args, kwargs), protocol=_PICKLE)
+        request = pickle.dumps((events, write), protocol=_PICKLE)
         with self._lock:
             if self._process is None or not self._process.is_alive():
                 self._stop()
@@ -135,20 +134,19 @@ class _ChildLost(Exception):
 
 
 def serve(connection: Any, settings: Settings) -> None:
-    """The child: a RedisFeatureStore answering the worker's calls until the pipe closes."""
+    """The child: a RedisFeatureStore processing the worker's batches until the pipe closes."""
     import redis
 
     # Ctrl-C reaches the whole process group: the worker shuts down and closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = redis_feature_store(settings)
-    calls: dict[str, Callable[..., Any]] = {"process": store.process}
     while True:
         try:
-            name, args, kwargs = pickle.loads(connection.recv_bytes())
+            events, write = pickle.loads(connection.recv_bytes())
         except (EOFError, OSError):
             return
         try:
-            answer: tuple[str, Any] = ("ok", calls[name](*args, **kwargs))
+            answer: tuple[str, Any] = ("ok", store.process(events, write=write))
         except redis.RedisError as exc:
             answer = ("redis", repr(exc))
         except Exception as exc:  # noqa: BLE001 - handed to the worker, which isolates it
