@@ -221,28 +221,39 @@ def stages_table(document: Mapping[str, Any]) -> Table | None:
 
 
 def sampling_tables(profile: Mapping[str, Any], top: int = 15) -> list[Table]:
-    """The py-spy profile: CPU by area beside the event loop's wall time, top functions,
-    threads."""
+    """The py-spy profile: CPU by area beside the wall time of the event loop, the store lane
+    and (FRAUD_STORE_PROCESS=1) the store process; top functions, threads."""
     cpu = profile["cpu"]
-    loop = {row["area"]: row for row in (profile.get("event_loop_wall") or {}).get("by_area", [])}
-    lane = {row["area"]: row for row in (profile.get("store_lane_wall") or {}).get("by_area", [])}
+    walls = {
+        column: {row["area"]: row for row in (profile.get(key) or {}).get("by_area", [])}
+        for column, key in (
+            ("loop wall", "event_loop_wall"),
+            ("lane wall", "store_lane_wall"),
+            ("store process wall", "store_process_wall"),
+        )
+    }
+    if not walls["store process wall"]:
+        del walls["store process wall"]
     decisions = profile.get("decisions")
     areas = Table(
         title=f"Worker profile (py-spy, {profile['rate_hz']:g} Hz, {profile['window_s']:.1f} s, "
-        f"{_num(decisions)} decisions): CPU by area, every thread; wall time of the event loop "
-        "and of the store lane"
+        f"{_num(decisions)} decisions): CPU by area, every thread and child process; wall time "
+        "of the event loop, the store lane and the store process"
     )
     areas.caption = (
         "CPU share = share of the active samples (every thread); CPU s and µs/decision = that "
-        f"share of the worker's {cpu['seconds_from']}; loop / lane wall share = share of the "
-        "event loop thread's / the store lane thread's wall time (Redis wait: blocked reading "
-        "a script's reply)"
+        f"share of the worker's {cpu['seconds_from']}; wall share = share of that thread's "
+        "wall time (Redis wait: blocked reading a script's reply; store process wait: the lane "
+        "waiting for the store process's answer)"
     )
-    for name in ("area", "CPU s", "CPU share", "CPU µs/decision", "loop wall", "lane wall"):
+    for name in ("area", "CPU s", "CPU share", "CPU µs/decision", *walls):
         areas.add_column(name, justify="left" if name == "area" else "right")
 
-    def wall_share(walls: Mapping[str, Any], area: str) -> str:
-        return "-" if area not in walls else f"{walls[area]['share']:.1%}"
+    def wall_shares(area: str) -> list[str]:
+        return [
+            "-" if area not in shares else f"{shares[area]['share']:.1%}"
+            for shares in walls.values()
+        ]
 
     seen = set()
     for row in cpu["by_area"]:
@@ -252,19 +263,17 @@ def sampling_tables(profile: Mapping[str, Any], top: int = 15) -> list[Table]:
             _num(row["seconds"], 2),
             f"{row['share']:.1%}",
             _num(row["us_per_decision"], 1),
-            wall_share(loop, row["area"]),
-            wall_share(lane, row["area"]),
+            *wall_shares(row["area"]),
         )
-    for area in dict.fromkeys([*loop, *lane]):
+    for area in dict.fromkeys(area for shares in walls.values() for area in shares):
         if area not in seen:
-            areas.add_row(area, "-", "-", "-", wall_share(loop, area), wall_share(lane, area))
+            areas.add_row(area, "-", "-", "-", *wall_shares(area))
     areas.add_row(
         "[bold]total[/bold]",
         _num(cpu["seconds"], 2),
         "100%",
         _num(cpu.get("us_per_decision"), 1),
-        "",
-        "",
+        *([""] * len(walls)),
     )
     functions = Table(title="Worker profile: top functions by CPU samples (innermost Python frame)")
     for name in ("function", "area", "samples", "share"):

@@ -12,6 +12,11 @@ root first (`thread (TID): NAME;func (file:line);... COUNT`). Two recordings of 
   see how much of each one's time goes to waiting on Redis (the feature store's client blocks
   its thread while a script runs) and how much each sits idle.
 
+Both record the worker's child processes too (--subprocesses): with FRAUD_STORE_PROCESS=1 the
+feature store runs in a child, whose main thread is named `STORE_PROCESS_THREAD` here; its CPU
+is the worker's, and its wall time (computing, Redis wait, idle) is read like the lane's. The
+lane then waits for the child's answer (`STORE_PROCESS_WAIT`) rather than for Redis.
+
 Each sample is given one area by its innermost frame that belongs to an owner (`AREA_RULES`,
 first rule that matches a frame wins, frames walked from the leaf up): generic code (numpy,
 orjson, the standard library) has no owner, so its time goes to the project code that called
@@ -38,6 +43,8 @@ DECISIONS = "decision building"
 PRODUCING = "producing"
 METRICS = "metrics"
 HANDLER = "batch handling (worker)"
+STORE_PROCESS = "store process hand-over"
+STORE_PROCESS_WAIT = "store process wait"
 EVENT_LOOP = "event loop (asyncio)"
 IDLE = "idle (waiting for work)"
 OTHER = "other"
@@ -66,6 +73,8 @@ AREA_RULES: tuple[tuple[str, str, frozenset[str] | None], ...] = (
     (METRICS, "/stream/worker/metrics.py", None),
     (METRICS, "/site-packages/prometheus_client/", None),
     (HANDLER, "/stream/worker/handler.py", None),
+    # The child's loop (unpickling a batch, pickling its features) and the lane's side of it.
+    (STORE_PROCESS, "/stream/worker/store_process.py", None),
     (HANDLER, "/stream/worker/app.py", None),  # the hand-over: records -> the handler's messages
     (TRANSPORT, "/stream/worker/batches.py", None),
     (TRANSPORT, "/stream/worker/route.py", None),
@@ -79,6 +88,9 @@ AREA_RULES: tuple[tuple[str, str, frozenset[str] | None], ...] = (
 # The event loop's own frames: callbacks run below `Handle._run`, polling below `_run_once`.
 MAIN_THREAD = "MainThread"
 STORE_LANE_THREAD = "store-lane_0"  # BatchHandler's one-thread executor
+STORE_PROCESS_THREAD = "store process"  # the main thread of the child the store lane feeds
+# A child's command line, as py-spy names its process: the spawned store process.
+_SPAWNED = "spawn_main"
 LOOP_FRAMES: tuple[tuple[str, frozenset[str] | None], ...] = (
     ("/asyncio/base_events.py", frozenset({"BaseEventLoop._run_once"})),
     ("/asyncio/events.py", frozenset({"Handle._run"})),
@@ -90,6 +102,7 @@ IDLE_LEAVES: tuple[tuple[str, frozenset[str] | None], ...] = (
     ("/threading.py", frozenset({"Condition.wait", "Event.wait", "Thread._wait_for_tstate_lock"})),
     ("/queue.py", frozenset({"Queue.get"})),
     ("/concurrent/futures/thread.py", frozenset({"_worker"})),
+    ("/multiprocessing/connection.py", None),  # the store process waiting for a batch
 )
 # Leaf frames of the Redis client reading a reply from its socket.
 REDIS_READ_LEAVES = frozenset(
@@ -97,6 +110,9 @@ REDIS_READ_LEAVES = frozenset(
 )
 
 _THREAD = re.compile(r"^thread \((?P<id>[^)]*)\)(?::\s*(?P<name>.*))?$")
+# A process frame (--subprocesses) quotes its command line, which may hold ";" (a spawned
+# child's `-c "...; spawn_main(...)"`): read off the front of the line, not split on ";".
+_PROCESS = re.compile(r'process (?P<pid>\d+):"(?P<command>[^"]*)";')
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -128,7 +144,10 @@ def parse_frame(text: str) -> Frame:
 
 def parse_raw(text: str) -> list[Stack]:
     """py-spy's raw output (one `frames COUNT` stack a line); the thread frame, when present,
-    names the stack's thread (`name` or `thread TID`)."""
+    names the stack's thread (`name` or `thread TID`). With --subprocesses each stack starts
+    with its process and the processes above it: the sampled process's threads keep their
+    names, the store process's main thread is `STORE_PROCESS_THREAD`, and any other child's
+    threads are prefixed with its pid."""
     stacks = []
     for line in text.splitlines():
         line = line.rstrip()
@@ -137,12 +156,22 @@ def parse_raw(text: str) -> list[Stack]:
         body, _, count = line.rpartition(" ")
         if not body or not count.isdigit():
             continue
+        processes = []
+        while (process := _PROCESS.match(body)) is not None:
+            processes.append(process)
+            body = body[process.end() :]
         parts = body.split(";")
         thread = "?"
-        match = _THREAD.match(parts[0])
+        match = _THREAD.match(parts[0]) if parts else None
         if match is not None:
             thread = match.group("name") or f"thread {match.group('id')}"
             parts = parts[1:]
+        if len(processes) > 1:  # a child of the sampled process
+            child = processes[-1]
+            if _SPAWNED in child.group("command") and thread == MAIN_THREAD:
+                thread = STORE_PROCESS_THREAD
+            else:
+                thread = f"process {child.group('pid')}: {thread}"
         stacks.append(Stack(thread, tuple(parse_frame(p) for p in parts), int(count)))
     return stacks
 
@@ -163,6 +192,10 @@ def is_idle(stack: Stack) -> bool:
         return True
     leaf = stack.frames[-1]
     return any(_matches(leaf, fragment, functions) for fragment, functions in IDLE_LEAVES)
+
+
+def _waits_for_child(stack: Stack) -> bool:
+    return bool(stack.frames) and "/multiprocessing/connection.py" in stack.frames[-1].file
 
 
 def is_redis_read(stack: Stack) -> bool:
@@ -189,9 +222,12 @@ def _is_loop_frame(frame: Frame) -> bool:
 
 
 def wall_area_of(stack: Stack) -> str:
-    """The area of a wall-clock sample: idle and Redis wait first, then as `area_of`."""
+    """The area of a wall-clock sample: idle and Redis wait first (for the store lane, waiting
+    on the store process's pipe is its wait, not idleness), then as `area_of`."""
     if is_redis_read(stack):
         return REDIS_WAIT
+    if stack.thread == STORE_LANE_THREAD and _waits_for_child(stack):
+        return STORE_PROCESS_WAIT
     if is_idle(stack):
         return IDLE
     return area_of(stack)
@@ -302,8 +338,8 @@ def profile_summary(
     cpu_s: float | None = None,
     top: int = 20,
 ) -> dict[str, Any]:
-    """The results document's `profile`: CPU by area, and the wall time of the event loop and
-    of the store lane (when the worker has one)."""
+    """The results document's `profile`: CPU by area, and the wall time of the event loop, of
+    the store lane and of the store process (those the worker has)."""
     summary: dict[str, Any] = {
         "kind": "sampling (py-spy)",
         "rate_hz": rate_hz,
@@ -314,9 +350,13 @@ def profile_summary(
     if wall is not None:
         wall = list(wall)
         summary["event_loop_wall"] = loop_wall_summary(wall, rate_hz, decisions)
-        lane = loop_wall_summary(wall, rate_hz, decisions, thread=STORE_LANE_THREAD)
-        if lane["samples"]:
-            summary["store_lane_wall"] = lane
+        for key, thread in (
+            ("store_lane_wall", STORE_LANE_THREAD),
+            ("store_process_wall", STORE_PROCESS_THREAD),
+        ):
+            walls = loop_wall_summary(wall, rate_hz, decisions, thread=thread)
+            if walls["samples"]:
+                summary[key] = walls
     return summary
 
 

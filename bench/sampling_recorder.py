@@ -1,4 +1,5 @@
-"""py-spy recording a running process: `cpu` (running samples only) and `wall` (every sample).
+"""py-spy recording a running process and its children: `cpu` (running samples only) and
+`wall` (every sample).
 
     with SamplingRecorder(pid, out_dir, rate_hz=200) as recorder:
         ...                                  # the process works
@@ -42,6 +43,7 @@ def record_command(py_spy: str, pid: int, out: Path, rate_hz: int, idle: bool) -
     command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "-o", str(out)]
     command += ["--rate", str(rate_hz), "--nonblocking", "--threads", "--full-filenames"]
     command += ["--function"]  # a function's samples on one line, whatever line was running
+    command += ["--subprocesses"]  # the store process (FRAUD_STORE_PROCESS=1) is the worker's
     return [*command, "--idle"] if idle else command
 
 

@@ -22,6 +22,9 @@ from bench.sampling import (
     REASONS,
     REDIS_WAIT,
     SCORING,
+    STORE_PROCESS,
+    STORE_PROCESS_THREAD,
+    STORE_PROCESS_WAIT,
     TRANSPORT,
     Frame,
     Stack,
@@ -259,6 +262,88 @@ def test_the_store_lane_wall_is_read_from_its_own_thread():
     assert summary["event_loop_wall"]["samples"] == 50
 
 
+WORKER_PROCESS = 'process 100:"/repo/.venv/bin/python -m fraud worker"'
+STORE_CHILD = (
+    'process 101:"/repo/.venv/bin/python -B -c from multiprocessing.spawn import spawn_main; '
+    'spawn_main(tracker_fd=4, pipe_handle=6) --multiprocessing-fork"'
+)
+TRACKER = (
+    'process 102:"/repo/.venv/bin/python -B -c from multiprocessing.resource_tracker import main"'
+)
+SERVE = [
+    "<module> (<string>:1)",
+    f"spawn_main ({STDLIB}/multiprocessing/spawn.py:120)",
+    f"serve ({ROOT}/stream/worker/store_process.py:150)",
+]
+PIPE_READ = f"Connection._recv ({STDLIB}/multiprocessing/connection.py:395)"
+REDIS_READ = f"_HiredisParser.read_from_socket ({SITE}/redis/_parsers/hiredis.py:1)"
+
+
+def test_child_processes_get_their_own_thread_names():
+    """py-spy --subprocesses puts the processes first: the worker's threads keep their names,
+    the spawned store process's main thread is the store process, other children keep a pid."""
+    text = "\n".join(
+        [
+            ";".join([WORKER_PROCESS, "thread (0x1): MainThread", *DRAIN]) + " 7",
+            ";".join([WORKER_PROCESS, STORE_CHILD, "thread (0x2): MainThread", *SERVE]) + " 5",
+            ";".join([WORKER_PROCESS, TRACKER, "thread (0x3): MainThread", PIPE_READ]) + " 2",
+        ]
+    )
+    stacks = parse_raw(text)
+    assert [(s.thread, s.samples) for s in stacks] == [
+        ("MainThread", 7),
+        (STORE_PROCESS_THREAD, 5),
+        ("process 102: MainThread", 2),
+    ]
+    assert stacks[0].frames[0].function == "<module>"  # no process frame left in the stack
+    assert area_of(stacks[0]) == HANDLER  # the worker's main thread is still the event loop's
+
+
+def test_the_store_process_is_profiled_like_the_lane_and_the_lane_waits_for_it():
+    features = f"RedisFeatureStore.process ({ROOT}/stream/features/redis_store.py:80)"
+    in_child = f"StoreProcess._in_child ({ROOT}/stream/worker/store_process.py:90)"
+    lane = [f"BatchHandler.features ({ROOT}/stream/worker/handler.py:120)", in_child]
+    stacks = [
+        _stack(*SERVE, features, thread=STORE_PROCESS_THREAD, samples=40),
+        _stack(*SERVE, features, REDIS_READ, thread=STORE_PROCESS_THREAD, samples=30),
+        _stack(*SERVE, thread=STORE_PROCESS_THREAD, samples=10),  # (un)pickling, in C
+        _stack(*SERVE, PIPE_READ, thread=STORE_PROCESS_THREAD, samples=20),
+        _stack(*lane, PIPE_READ, thread="store-lane_0", samples=90),
+        _stack(*lane, thread="store-lane_0", samples=10),
+    ]
+    assert [area_of(s) for s in stacks[:3]] == [FEATURES, FEATURES, STORE_PROCESS]
+    summary = profile_summary(stacks, stacks, 100.0, 1_000, 1.0)
+    child = {row["area"]: row["share"] for row in summary["store_process_wall"]["by_area"]}
+    assert child == {FEATURES: 0.4, REDIS_WAIT: 0.3, STORE_PROCESS: 0.1, IDLE: 0.2}
+    waits = {row["area"]: row["share"] for row in summary["store_lane_wall"]["by_area"]}
+    assert waits == {STORE_PROCESS_WAIT: 0.9, STORE_PROCESS: 0.1}
+    threads = {row["thread"] for row in summary["cpu"]["by_thread"]}
+    assert threads == {STORE_PROCESS_THREAD, "store-lane_0"}
+    without_child = profile_summary(stacks[4:], stacks[4:], 100.0, 1_000, 1.0)
+    assert "store_process_wall" not in without_child
+
+
+def test_the_report_shows_the_store_process_wall_only_when_there_is_one():
+    import io
+
+    from rich.console import Console
+
+    from bench.report import sampling_tables
+
+    child = _stack(*SERVE, REDIS_READ, thread=STORE_PROCESS_THREAD, samples=30)
+    loop = _stack(*DRAIN, samples=10)
+
+    def rendered(stacks: list[Stack]) -> str:
+        out = io.StringIO()
+        console = Console(file=out, width=250)
+        for table in sampling_tables(profile_summary(stacks, stacks, 100.0, 1_000, 1.0)):
+            console.print(table)
+        return out.getvalue()
+
+    assert "store process wall" in rendered([child, loop])
+    assert "store process wall" not in rendered([loop])
+
+
 def test_profile_summary_is_plain_data():
     stacks = [_stack(*DRAIN, samples=4)]
     summary = profile_summary(stacks, stacks, 200.0, 1_000, 2.5, cpu_s=0.01)
@@ -276,6 +361,7 @@ def test_py_spy_command_samples_without_pausing_the_worker(tmp_path: Path):
         assert flag in cpu
     assert cpu[cpu.index("--format") + 1] == "raw" and cpu[cpu.index("--rate") + 1] == "200"
     assert "--idle" not in cpu
+    assert "--subprocesses" in cpu  # the store process (FRAUD_STORE_PROCESS=1) is the worker's
     assert record_command("py-spy", 42, out, 200, idle=True)[-1] == "--idle"
 
 
