@@ -191,6 +191,7 @@ def create_app(worker: Worker) -> faust.App:
         on_done=lambda batch: app.batch_consumer.ack_batch(batch),
         on_failure=crash,
         observe=lambda stage, seconds: stage_seconds.labels(stage).observe(seconds),
+        depth=settings.pipeline_depth,
     )
     app.batch_topic(transactions, route)
 

@@ -4,9 +4,11 @@ overlapping its neighbours' work.
 `submit(batch)` starts preparing the batch at once (`prepare` returns an awaitable: the handler
 admits the batch now and aggregates it on its store lane), finishes it in a task of its own
 (scored as soon as its aggregates are back, delivered once the previous batch is delivered) and
-returns when the previous batch is delivered. So batch N+1 is admitted while batch N waits for
-Redis and scored while batch N's outputs flush, at most two batches are in flight, outputs keep
-the input order, and the fetch loop waits when delivery is the bottleneck.
+returns once fewer than `depth` batches are in flight (with the default 2: when the previous
+batch is delivered). So batch N+1 is admitted while batch N waits for Redis and scored while
+batch N's outputs flush, outputs keep the input order, and the fetch loop waits when delivery is
+the bottleneck. A deeper route lets the store lane start batch N+2 while batch N's outputs still
+flush (FRAUD_PIPELINE_DEPTH).
 Once a batch's outputs are all on the broker, `on_done(batch)` acknowledges its offsets.
 `observe(stage, seconds)`, when given, hears per batch how long it took from submission to
 prepared ("deciding") and how long its delivery took ("delivery").
@@ -37,13 +39,18 @@ class PipelinedRoute(Generic[B, P]):
         on_done: Callable[[B], object],
         on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
         observe: Callable[[str, float], object] | None = None,
+        depth: int = 2,
     ) -> None:
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.depth = depth
         self.prepare = prepare
         self.deliver = deliver
         self.on_done = on_done
         self.on_failure = on_failure
         self.observe = observe
         self._tail: asyncio.Future[None] | None = None
+        self._tasks: deque[asyncio.Future[None]] = deque()  # of the batches in flight
         self._pending = 0
         self._idle: asyncio.Event | None = None
         self._submitted_at: deque[float] = deque()  # of the batches in flight, oldest first
@@ -79,8 +86,14 @@ class PipelinedRoute(Generic[B, P]):
         self._tail = asyncio.ensure_future(
             self._deliver_after(previous, batch, preparing, submitted)
         )
-        if previous is not None:
-            await asyncio.wait({previous})  # unlike `await previous`, a cancel leaves it running
+        self._tasks.append(self._tail)
+        while True:
+            while self._tasks and self._tasks[0].done():
+                self._tasks.popleft()
+            if len(self._tasks) < self.depth:
+                return
+            # Unlike `await`, a cancel leaves the batch running.
+            await asyncio.wait({self._tasks[0]})
 
     async def _deliver_after(
         self,

@@ -99,6 +99,48 @@ def test_the_route_delivers_in_order_and_acknowledges_after_delivery() -> None:
     assert route.in_flight == 0
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_a_deeper_route_admits_further_ahead_and_still_delivers_and_acks_in_order(depth: int):
+    events: list[str] = []
+    in_flight: list[int] = []
+    route: PipelinedRoute[int, int]
+
+    async def prepare_later(n: int) -> int:
+        await asyncio.sleep(0.002 * (5 - n))  # later batches are aggregated faster
+        return n
+
+    def prepare(n: int) -> Awaitable[int]:
+        events.append(f"admit {n}")
+        in_flight.append(route.in_flight)
+        return prepare_later(n)
+
+    async def deliver(prepared: int) -> None:
+        events.append(f"deliver {prepared}")
+        await asyncio.sleep(0.01)
+
+    route = PipelinedRoute(prepare, deliver, lambda n: events.append(f"ack {n}"), depth=depth)
+
+    async def run() -> None:
+        for n in (1, 2, 3, 4):
+            await route.submit(n)
+        await route.drain()
+
+    asyncio.run(run())
+    # Batch 1 + depth is admitted only once batch 1 is acknowledged, never before.
+    assert max(in_flight) == depth
+    if depth < 4:
+        assert events.index("ack 1") < events.index(f"admit {1 + depth}")
+    if depth > 1:
+        assert events.index(f"admit {depth}") < events.index("ack 1")
+    assert [e for e in events if e.startswith("deliver")] == [f"deliver {n}" for n in (1, 2, 3, 4)]
+    assert [e for e in events if e.startswith("ack")] == [f"ack {n}" for n in (1, 2, 3, 4)]
+    for n in (1, 2, 3, 4):
+        assert events.index(f"deliver {n}") < events.index(f"ack {n}")
+    assert route.in_flight == 0
+    with pytest.raises(ValueError, match="depth"):
+        PipelinedRoute(prepare, deliver, lambda n: None, depth=0)
+
+
 def test_a_failed_delivery_is_never_acknowledged() -> None:
     done: list[int] = []
     failures: list[BaseException] = []
