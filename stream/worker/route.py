@@ -4,11 +4,11 @@ overlapping its neighbours' work.
 `submit(batch)` starts preparing the batch at once (`prepare` returns an awaitable: the handler
 admits the batch now and aggregates it on its store lane), finishes it in a task of its own
 (scored as soon as its aggregates are back, delivered once the previous batch is delivered) and
-returns once fewer than `depth` batches are in flight (with the default 2: when the previous
-batch is delivered). So batch N+1 is admitted while batch N waits for Redis and scored while
-batch N's outputs flush, outputs keep the input order, and the fetch loop waits when delivery is
-the bottleneck. A deeper route lets the store lane start batch N+2 while batch N's outputs still
-flush (FRAUD_PIPELINE_DEPTH).
+returns once fewer than `depth` batches are in flight (at depth 2: when the previous batch is
+delivered). So batch N+1 is admitted while batch N waits for Redis and scored while batch N's
+outputs flush, outputs keep the input order, and the fetch loop waits when delivery is the
+bottleneck. At depth 3 (the worker's default, FRAUD_PIPELINE_DEPTH) the store lane may start
+batch N+2 while batch N's outputs still flush.
 Once a batch's outputs are all on the broker, `on_done(batch)` acknowledges its offsets.
 `observe(stage, seconds)`, when given, hears per batch how long it took from submission to
 prepared ("deciding") and how long its delivery took ("delivery").
