@@ -127,6 +127,9 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+METADATA_MAX_AGE_MS = 10_000
+
+
 def faust_app_options(settings: Settings) -> dict[str, Any]:
     """The `faust.App` options of the worker's broker connection and consumer group: broker and
     credentials, raw serializers, no tables, the web port, topics never declared by Faust,
@@ -146,6 +149,11 @@ def faust_app_options(settings: Settings) -> dict[str, Any]:
         "broker_commit_interval": 1.0,
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+        # aiokafka does not refresh its metadata when resetting a partition's offset fails on a
+        # leader that moved (its fetcher logs "Failed fetch offsets from <node>" and asks the
+        # same broker again) until the metadata ages out: 5 min by default, during which a
+        # worker that took over partitions after a broker failover stalls on them. 10 s.
+        "consumer_metadata_max_age_ms": METADATA_MAX_AGE_MS,
         "datadir": str(
             settings.state_dir / "faust" / f"{settings.consumer_group}-{settings.web_port}"
         ),

@@ -140,3 +140,16 @@ if __name__ == "__main__" and "--refresh" in sys.argv:
         )
     )
     print(PINNED.read_text())
+
+
+def test_the_consumer_s_metadata_ages_out_in_ten_seconds() -> None:
+    """aiokafka retries a failed offset reset on the leader its metadata names, without asking
+    for new metadata: a leader that moved (a broker failover) stalls the partition until the
+    metadata ages out. The worker sets that age to 10 s, and Faust must pass it on."""
+    from fraud.settings import Settings
+    from stream.worker.app import faust_app_options
+
+    creating = inspect.getsource(driver.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "metadata_max_age_ms=conf.consumer_metadata_max_age_ms" in creating
+    app = faust.App("pins-metadata", **faust_app_options(Settings()))
+    assert app.conf.consumer_metadata_max_age_ms == 10_000
