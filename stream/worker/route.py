@@ -49,8 +49,8 @@ class PipelinedRoute(Generic[B, P]):
         self.on_done = on_done
         self.on_failure = on_failure
         self.observe = observe
-        self._tail: asyncio.Future[None] | None = None
-        self._tasks: deque[asyncio.Future[None]] = deque()  # of the batches in flight
+        # The batches' tasks, oldest first; those done at the front are dropped as submit goes.
+        self._tasks: deque[asyncio.Future[None]] = deque()
         self._pending = 0
         self._idle: asyncio.Event | None = None
         self._submitted_at: deque[float] = deque()  # of the batches in flight, oldest first
@@ -82,11 +82,10 @@ class PipelinedRoute(Generic[B, P]):
         except BaseException:
             self._finish()
             raise
-        previous = self._tail
-        self._tail = asyncio.ensure_future(
-            self._deliver_after(previous, batch, preparing, submitted)
+        previous = self._tasks[-1] if self._tasks else None  # None: every batch is done
+        self._tasks.append(
+            asyncio.ensure_future(self._deliver_after(previous, batch, preparing, submitted))
         )
-        self._tasks.append(self._tail)
         while True:
             while self._tasks and self._tasks[0].done():
                 self._tasks.popleft()
