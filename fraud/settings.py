@@ -167,13 +167,12 @@ class Settings(BaseSettings):
     card_cache_mb: int = Field(default=64, ge=0)
     # The feature store in a process of its own (stream/worker/store_process.py): the worker's
     # event loop and the store's Python then run on two cores instead of sharing one GIL
-    # (README, Benchmarks). Off by default until the chaos suite passes with it.
-    store_process: bool = False
+    # (README, Benchmarks). False: the store in the worker's own store lane thread.
+    store_process: bool = True
     # Batches in flight at once on the transactions route (stream/worker/route.py): at 2, batch
-    # N+1 is aggregated while batch N is scored and delivered; at 3 (measured with the store
-    # process), the store may start batch N+2 before batch N's outputs are on the broker
-    # (outputs and commits stay in order).
-    pipeline_depth: int = Field(default=2, ge=1, le=8)
+    # N+1 is aggregated while batch N is scored and delivered; at 3, the store may start batch
+    # N+2 before batch N's outputs are on the broker (outputs and commits stay in order).
+    pipeline_depth: int = Field(default=3, ge=1, le=8)
     # The edge's limits on any input record (transactions and feedback); beyond them a record is
     # dead-lettered with the limit's reason (too_large, too_deep, too_many_fields, too_long).
     edge_max_bytes: int = Field(default=64 * 1024, ge=1024)

@@ -7,8 +7,8 @@ admits the batch now and aggregates it on its store lane), finishes it in a task
 returns once fewer than `depth` batches are in flight (at depth 2: when the previous batch is
 delivered). So batch N+1 is admitted while batch N waits for Redis and scored while batch N's
 outputs flush, outputs keep the input order, and the fetch loop waits when delivery is the
-bottleneck. At depth 3 (FRAUD_PIPELINE_DEPTH=3) the store lane may start batch N+2 while batch
-N's outputs still flush.
+bottleneck. At depth 3 (the worker's default, FRAUD_PIPELINE_DEPTH) the store lane may start
+batch N+2 while batch N's outputs still flush.
 Once a batch's outputs are all on the broker, `on_done(batch)` acknowledges its offsets.
 `observe(stage, seconds)`, when given, hears per batch how long it took from submission to
 prepared ("deciding") and how long its delivery took ("delivery").

@@ -1,4 +1,4 @@
-"""The feature store in a process of its own (FRAUD_STORE_PROCESS=1).
+"""The feature store in a process of its own (FRAUD_STORE_PROCESS, on by default).
 
 A worker's event loop (admission, scoring, decisions) and its store lane (the Redis store's
 Python: encoding a batch, the Redis client, the feature kernels' callers) share one GIL, so
@@ -16,9 +16,9 @@ transactions as redeliveries, its cards at their new versions, checked on write)
 batch starts a new child. Labels stay in the worker's own store: they touch no card state.
 
 Measured (README, Benchmarks): more decisions/s at saturation, and with three batches in flight
-(FRAUD_PIPELINE_DEPTH=3) lower latency at moderate rates as well; with two, the two process
-wake-ups of each batch showed in the latency on a busy machine. Off by default: the chaos
-suite has not passed with it yet.
+(FRAUD_PIPELINE_DEPTH=3, the default) lower latency at moderate rates as well; with two, the
+two process wake-ups of each batch showed in the latency on a busy machine.
+FRAUD_STORE_PROCESS=0 keeps the store in the worker's own lane thread.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ class StoreProcess:
         self._process.start()
         theirs.close()
         self._connection = ours
+        log.info("feature store process started (pid %d)", self._process.pid)
 
     def _stop(self) -> None:
         if self._connection is not None:

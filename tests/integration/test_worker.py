@@ -33,8 +33,8 @@ def _produce(worker_env, rate: float, seconds: float, malformed: float = 0.0, se
 def test_every_transaction_gets_one_decision_and_every_bad_event_a_dead_letter(
     worker_env, consume_all, store_process
 ):
-    if store_process:  # with the pipeline depth it is measured with (README, Benchmarks)
-        worker_env.extra.update({"FRAUD_STORE_PROCESS": "1", "FRAUD_PIPELINE_DEPTH": "3"})
+    if not store_process:  # the store in the worker's own lane thread, as before the default
+        worker_env.extra.update({"FRAUD_STORE_PROCESS": "0", "FRAUD_PIPELINE_DEPTH": "2"})
     with worker_env.worker() as worker:
         if store_process:  # the feature store runs in the worker's child process
             child = _store_child(worker.popen.pid)
