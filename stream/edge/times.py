@@ -8,8 +8,12 @@ dead-lettered (`event_time`) when it is:
   `max_lead` (producers that stamp real time are held to it; simulated traffic, months behind the
   wall clock, is not affected);
 - ahead of its partition's stream by more than `max_lead`: the stream's clock is the newest
-  event time accepted on the partition, or, when most of a batch moved on together (a new
-  simulated run, a quiet partition resuming), the batch's median;
+  event time accepted on the partition before this batch, or, when the events around it moved
+  on together (a new simulated run, a quiet partition resuming, a backlog spanning days), the
+  median of its neighbours: the partition's events in the batch within `NEIGHBOURS` places of
+  it, in offset order. So one event, or a few in a row, cannot move the clock, and a batch
+  whose events span more than twice `max_lead` (a new owner's backlog of a sparse partition, or
+  of compressed simulated time) is judged piece by piece rather than against its middle;
 - before `min_time` (impossibly old).
 
 Pure: the caller passes the clock and keeps one `EventTimeGuard` per worker.
@@ -22,6 +26,9 @@ from dataclasses import dataclass, field
 from statistics import median_low
 
 US = 1_000_000
+# An event ahead of its partition's clock is judged by the median of the partition's events
+# within this many places of it in the batch (a window of 2 * NEIGHBOURS + 1).
+NEIGHBOURS = 15
 
 
 @dataclass(frozen=True)
@@ -39,25 +46,40 @@ class EventTimeGuard:
 
     def check(self, batch: Sequence[Stamped], wall_us: int) -> list[str | None]:
         """Per event: None when its time is plausible, else why not. Accepted events move their
-        partition's watermark."""
-        verdicts: list[str | None] = []
-        for item in batch:
-            verdicts.append(self._absolute(item, wall_us))
-        stream_time = self._stream_times(batch, verdicts)
-        for index, item in enumerate(batch):
-            if verdicts[index] is not None:
-                continue
-            reference = stream_time[item.partition]
-            if item.event_time_us > reference + self.max_lead_us:
-                verdicts[index] = (
-                    f"event time is {(item.event_time_us - reference) / US / 3600:.1f} h ahead "
-                    "of its partition's stream"
-                )
-                continue
-            current = self.watermarks.get(item.partition)
-            if current is None or item.event_time_us > current:
-                self.watermarks[item.partition] = item.event_time_us
+        partition's watermark (for the next batch)."""
+        verdicts: list[str | None] = [self._absolute(item, wall_us) for item in batch]
+        by_partition: dict[tuple[str, int], list[int]] = {}
+        for index, verdict in enumerate(verdicts):
+            if verdict is None:
+                by_partition.setdefault(batch[index].partition, []).append(index)
+        for partition, indices in by_partition.items():
+            times = [batch[index].event_time_us for index in indices]
+            before = self.watermarks.get(partition)
+            newest = before
+            for position, index in enumerate(indices):
+                event_time = times[position]
+                if before is None or event_time > before + self.max_lead_us:
+                    reference = self._neighbours_median(times, position)
+                    if before is not None:
+                        reference = max(before, reference)
+                    if event_time > reference + self.max_lead_us:
+                        verdicts[index] = (
+                            f"event time is {(event_time - reference) / US / 3600:.1f} h ahead "
+                            "of its partition's stream"
+                        )
+                        continue
+                if newest is None or event_time > newest:
+                    newest = event_time
+            if newest is not None:
+                self.watermarks[partition] = newest
         return verdicts
+
+    @staticmethod
+    def _neighbours_median(times: list[int], position: int) -> int:
+        """The median of the event times within NEIGHBOURS places of `position` (itself
+        included): only computed for an event ahead of its partition's clock (rare once a
+        partition is flowing)."""
+        return median_low(times[max(0, position - NEIGHBOURS) : position + NEIGHBOURS + 1])
 
     def _absolute(self, item: Stamped, wall_us: int) -> str | None:
         if item.event_time_us < self.min_time_us:
@@ -71,18 +93,3 @@ class EventTimeGuard:
                 "clock (broker timestamp or the worker's)"
             )
         return None
-
-    def _stream_times(
-        self, batch: Sequence[Stamped], verdicts: list[str | None]
-    ) -> dict[tuple[str, int], int]:
-        """Per partition of the batch: the later of its watermark and the batch's median."""
-        times: dict[tuple[str, int], list[int]] = {}
-        for item, verdict in zip(batch, verdicts, strict=True):
-            if verdict is None:
-                times.setdefault(item.partition, []).append(item.event_time_us)
-        reference = {}
-        for partition, values in times.items():
-            middle = median_low(values)
-            current = self.watermarks.get(partition)
-            reference[partition] = middle if current is None else max(current, middle)
-        return reference

@@ -181,6 +181,31 @@ def test_a_whole_batch_moving_on_is_a_new_stream_time_not_an_attack() -> None:
     assert guard.check(later_run, wall) == [None] * 10
 
 
+def test_a_backlog_spanning_days_is_judged_piece_by_piece_not_against_its_middle() -> None:
+    """A new owner's first batch of a partition (or a sparse partition catching up) can span
+    more than twice max_lead: its newest events are more than a day ahead of the batch's
+    median, yet each is close to its neighbours. Compressed simulated time made such a batch in
+    a failover test (451 events of one partition spanning 56 h): the newest 4 were dead-lettered
+    as 24.0-24.5 h ahead of the partition's stream."""
+    hour = 3600 * 10**6
+    wall = 1_800_000_000 * 10**6
+    start = 1_772_400_000 * 10**6
+    backlog = [Stamped(("tx", 1), start + i * 56 * hour // 450, None) for i in range(451)]
+    for watermark in (None, start - 48 * hour, start + 2 * hour):
+        guard = EventTimeGuard(max_lead_us=24 * hour)
+        if watermark is not None:
+            guard.watermarks[("tx", 1)] = watermark
+        assert guard.check(backlog, wall) == [None] * len(backlog), watermark
+        assert guard.watermarks[("tx", 1)] == backlog[-1].event_time_us
+    # Still, a few events in a row far ahead of their neighbours move nothing.
+    guard = EventTimeGuard(max_lead_us=24 * hour)
+    ahead = [Stamped(("tx", 1), s.event_time_us + 30 * 24 * hour, None) for s in backlog[200:207]]
+    verdicts = guard.check([*backlog[:200], *ahead, *backlog[207:]], wall)
+    assert verdicts[:200] == [None] * 200 and verdicts[207:] == [None] * 244
+    assert all(v is not None and "partition's stream" in v for v in verdicts[200:207])
+    assert guard.watermarks[("tx", 1)] == backlog[-1].event_time_us
+
+
 def test_a_producer_that_stamps_real_time_is_held_to_its_broker_timestamp() -> None:
     guard = EventTimeGuard(max_lead_us=3600 * 10**6)
     wall = 1_800_000_000 * 10**6
