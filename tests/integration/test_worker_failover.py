@@ -41,16 +41,30 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _all_decisions(consume_raw, topic: str, expected_ids: set[str]) -> list[dict[str, Any]]:
-    """Read `topic` until every expected transaction has a decision (duplicates included)."""
+def _all_decisions(consume_raw, topics: dict[str, str], expected_ids: set[str]) -> list[dict]:
+    """Read the decisions until every expected transaction has one (duplicates included)."""
     deadline = time.monotonic() + 90
     while True:
-        decisions = [orjson.loads(r.value) for r in consume_raw(topic, count=len(expected_ids))]
+        records = consume_raw(topics["decisions"], count=len(expected_ids))
+        decisions = [orjson.loads(r.value) for r in records]
         missing = expected_ids - {d["transaction_id"] for d in decisions}
         if not missing or time.monotonic() > deadline:
-            assert not missing, f"{len(missing)} transactions never decided, e.g. {min(missing)}"
+            assert not missing, (
+                f"{len(missing)} transactions never decided, e.g. {min(missing)}; "
+                f"dead letters: {_dead_letters(consume_raw, topics, missing)}"
+            )
             return decisions
         time.sleep(1)
+
+
+def _dead_letters(consume_raw, topics: dict[str, str], ids: set[str]) -> list[str]:
+    """The reason and error of each dead letter holding one of `ids`."""
+    found = []
+    for record in consume_raw(topics["dead_letter"], timeout_s=5):
+        letter = orjson.loads(record.value)
+        if any(tx in letter["raw"] for tx in ids):
+            found.append(f"{letter['reason']}: {letter['error']}")
+    return found
 
 
 def _events_in_time_order(records: list[Any]) -> list[dict[str, Any]]:
@@ -136,7 +150,7 @@ def test_survivor_takes_over_and_aggregates_match_a_clean_run(
         inputs = consume_raw(topics["transactions"], count=report.sent)
         assert len(inputs) == report.sent
         expected = {orjson.loads(r.value)["transaction_id"] for r in inputs}
-        decisions = _all_decisions(consume_raw, topics["decisions"], expected)
+        decisions = _all_decisions(consume_raw, topics, expected)
         assert survivor.popen.poll() is None
 
     # Each transaction decided; a second decision only from the rebalance after the kill.
