@@ -97,7 +97,7 @@ def test_a_second_worker_joins_mid_stream(worker_env, consume_raw, redis_client)
             inputs = consume_raw(topics["transactions"], count=report.sent)
             expected = {orjson.loads(r.value)["transaction_id"] for r in inputs}
             decisions_raw = consume_raw(topics["decisions"], count=len(expected))
-            decisions = _all_decisions(consume_raw, topics["decisions"], expected)
+            decisions = _all_decisions(consume_raw, topics, expected)
             time.sleep(2)  # a last commit and sample after the traffic ended
 
     # Every transaction decided (at least once); repeats carry the same features.
