@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from confluent_kafka import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraud.settings import KafkaConnection
@@ -146,14 +147,29 @@ def decisions_by_transaction(
     return by_id
 
 
+_COORDINATOR_STARTING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+
+
 def group_assignment(bootstrap: str, group: str, topic: str) -> dict[str, list[int]]:
     """Member id -> partitions of `topic` it holds, when the group is stable; else {}."""
-    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka import ConsumerGroupState, KafkaException
 
     from stream.kafka_io import make_admin
 
     admin = make_admin(KafkaConnection(bootstrap))  # kept referenced until the answer is in
-    description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    except KafkaException as exc:
+        # A broker that has just started has no group coordinator yet (NOT_COORDINATOR was
+        # seen on a fresh broker): not stable, ask again.
+        error = exc.args[0]
+        if error.retriable() or error.code() in _COORDINATOR_STARTING:
+            return {}
+        raise
     if description.state != ConsumerGroupState.STABLE:
         return {}
     return {
