@@ -135,6 +135,23 @@ def preload(producer: Producer, topic: str, payloads: list[Payload], batch: int 
     return time.perf_counter() - began
 
 
+def stable_assignment(connection: KafkaConnection, group: str, topic: str) -> dict[str, list[int]]:
+    """Member id -> partitions of `topic` it holds, while `group` is stable; else {}. Raises
+    KafkaException when the group cannot be described (no coordinator yet, broker down)."""
+    from confluent_kafka import ConsumerGroupState
+
+    admin = make_admin(connection)  # kept referenced until the answer is in
+    description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    if description.state != ConsumerGroupState.STABLE:
+        return {}
+    return {
+        member.member_id: sorted(
+            tp.partition for tp in member.assignment.topic_partitions if tp.topic == topic
+        )
+        for member in description.members
+    }
+
+
 def group_members(connection: KafkaConnection, group: str, topic: str) -> tuple[str, list[int]]:
     """A consumer group's state and how many partitions of `topic` each of its members holds."""
     admin = make_admin(connection)

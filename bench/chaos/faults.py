@@ -63,24 +63,12 @@ class ChaosContext:
 
     def members(self) -> dict[str, list[int]]:
         """Member id -> partitions of the input topic, while the group is stable; else {}."""
-        from confluent_kafka import ConsumerGroupState
+        from bench.kafka import stable_assignment
 
-        from stream.kafka_io import make_admin
-
-        admin = make_admin(self.stack.connection)  # referenced until the answer is in
         try:
-            found = admin.describe_consumer_groups([self.group], request_timeout=10)
-            description = found[self.group].result()
+            return stable_assignment(self.stack.connection, self.group, self.input_topic)
         except Exception:  # noqa: BLE001 - coordinator moving (broker down): not stable
             return {}
-        if description.state != ConsumerGroupState.STABLE:
-            return {}
-        return {
-            m.member_id: sorted(
-                tp.partition for tp in m.assignment.topic_partitions if tp.topic == self.input_topic
-            )
-            for m in description.members
-        }
 
     def lag(self) -> int | None:
         """Transactions not yet committed by the group (None when it cannot be asked)."""

@@ -156,13 +156,12 @@ _COORDINATOR_STARTING = {
 
 def group_assignment(bootstrap: str, group: str, topic: str) -> dict[str, list[int]]:
     """Member id -> partitions of `topic` it holds, when the group is stable; else {}."""
-    from confluent_kafka import ConsumerGroupState, KafkaException
+    from confluent_kafka import KafkaException
 
-    from stream.kafka_io import make_admin
+    from bench.kafka import stable_assignment
 
-    admin = make_admin(KafkaConnection(bootstrap))  # kept referenced until the answer is in
     try:
-        description = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+        return stable_assignment(KafkaConnection(bootstrap), group, topic)
     except KafkaException as exc:
         # A broker that has just started has no group coordinator yet (NOT_COORDINATOR was
         # seen on a fresh broker): not stable, ask again.
@@ -170,14 +169,6 @@ def group_assignment(bootstrap: str, group: str, topic: str) -> dict[str, list[i
         if error.retriable() or error.code() in _COORDINATOR_STARTING:
             return {}
         raise
-    if description.state != ConsumerGroupState.STABLE:
-        return {}
-    return {
-        member.member_id: sorted(
-            tp.partition for tp in member.assignment.topic_partitions if tp.topic == topic
-        )
-        for member in description.members
-    }
 
 
 @dataclass
