@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     # N+1 is aggregated while batch N is scored and delivered; at 3, the store may start batch
     # N+2 before batch N's outputs are on the broker (outputs and commits stay in order).
     pipeline_depth: int = Field(default=3, ge=1, le=8)
+    # How long the broker may hold a fetch that finds no new records. aiokafka sends one fetch
+    # at a time per broker and leaves out partitions whose fetched records the worker has not
+    # taken yet; when the worker runs behind, a fetch can carry only quiet partitions (the
+    # feedback topic, an idle partition), and no new transaction is fetched until it returns.
+    # Faust's own 1,500 ms made that a stall of up to 1.5 s (README, Benchmarks).
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
     # The edge's limits on any input record (transactions and feedback); beyond them a record is
     # dead-lettered with the limit's reason (too_large, too_deep, too_many_fields, too_long).
     edge_max_bytes: int = Field(default=64 * 1024, ge=1024)

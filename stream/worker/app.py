@@ -175,6 +175,7 @@ def create_app(worker: Worker) -> faust.App:
         # A fetch hands at most this many records to the route: a full batch when behind, what
         # has arrived when caught up (small batches, low latency).
         broker_max_poll_records=settings.batch_size,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     transactions = app.topic(
         settings.topics.transactions, key_serializer="raw", value_serializer="raw"

@@ -24,9 +24,11 @@ test_faust_pins.py fails loudly when any of them changes:
       commit, maybe_wait_for_commit_to_finish, _commit_fut, _new_offset, _add_gap, and the
       state _acked, _acked_index, _read_offset, _committed_offset, _n_acked, _commit_every,
       _waiting_for_ack, _buffered_partitions
-  transport/drivers/aiokafka.py   Consumer (subclassed), Consumer._to_message, Transport
+  transport/drivers/aiokafka.py   Consumer (subclassed), Consumer._to_message, Transport,
+      AIOKafkaConsumerThread._create_worker_consumer (its fetch_max_wait_ms=1500 replaced)
   app/base.py   App._new_transport (overridden), App.consumer_generation_id
   sensors/monitor.py   Monitor.stream_inbound_time, track_tp_end_offset
+  aiokafka   AIOKafkaConsumer._fetch_max_wait_ms (read by start() for its Fetcher)
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batch_next: dict[TP, int] = {}  # where each partition's next batch starts
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     @property
     def batch_routes(self) -> Mapping[str, BatchRoute]:
@@ -309,6 +314,26 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 self._read_offset[tp] = message.offset
 
 
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, with the app's `fetch_max_wait_ms` in place of Faust's
+    fixed 1,500 ms.
+
+    aiokafka keeps one fetch in flight per broker and leaves out of it the partitions whose
+    fetched records are still waiting to be taken (for 0.1 s it sends none at all). A worker
+    running behind can thus send a fetch that holds only quiet partitions (the feedback topic, a
+    partition with no traffic); the broker keeps it until the maximum wait, and no transaction
+    is fetched meanwhile. At 1,500 ms that stalled a worker at 2,000 tx/s for seconds at a time
+    (a backlog, big slow batches, and the next such fetch): README, Benchmarks."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait is not None:
+            # Read by AIOKafkaConsumer.start() when it builds its Fetcher.
+            consumer._fetch_max_wait_ms = int(wait)
+        return consumer
+
+
 class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
 
@@ -318,8 +343,11 @@ class BatchApp(faust.App):
 
     batch_routes: MutableMapping[str, BatchRoute]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, **kwargs: Any) -> None:
         self.batch_routes = {}
+        # The broker's longest hold of a fetch with nothing new (BatchConsumerThread); None:
+        # Faust's 1,500 ms.
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:

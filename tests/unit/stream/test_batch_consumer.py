@@ -210,3 +210,23 @@ def test_the_fetch_wait_is_how_long_the_oldest_record_was_on_the_broker() -> Non
     ]
     skewed = FetchedBatch("tx", {TX: ahead}, {TX: (0, 1)}, 3)
     assert _fetch_wait_s(skewed, _records(skewed)) == 0.0  # a producer clock ahead of ours
+
+
+def test_the_worker_s_fetches_wait_at_most_its_fetch_max_wait() -> None:
+    """Faust builds aiokafka's consumer with a fixed 1,500 ms wait; the worker's consumer thread
+    replaces it with FRAUD_FETCH_MAX_WAIT_MS (a fetch holding only quiet partitions otherwise
+    keeps a worker that runs behind from fetching transactions for up to 1.5 s)."""
+    from fraud.settings import Settings
+    from stream.worker.app import faust_app_options
+    from stream.worker.batches import BatchConsumerThread
+
+    async def built(wait: int | None) -> int:
+        app = BatchApp("fetch-wait-test", **faust_app_options(Settings()), fetch_max_wait_ms=wait)
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        assert isinstance(thread, BatchConsumerThread)
+        consumer = thread._create_worker_consumer(app.transport)  # built, never started
+        return int(consumer._fetch_max_wait_ms)
+
+    assert Settings().fetch_max_wait_ms == 100
+    assert asyncio.run(built(Settings(fetch_max_wait_ms=40).fetch_max_wait_ms)) == 40
+    assert asyncio.run(built(None)) == 1500  # Faust's own, when the app sets none

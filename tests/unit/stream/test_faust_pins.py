@@ -153,3 +153,26 @@ def test_the_consumer_s_metadata_ages_out_in_ten_seconds() -> None:
     assert "metadata_max_age_ms=conf.consumer_metadata_max_age_ms" in creating
     app = faust.App("pins-metadata", **faust_app_options(Settings()))
     assert app.conf.consumer_metadata_max_age_ms == 10_000
+
+
+def test_the_fetch_wait_the_consumer_thread_replaces() -> None:
+    """BatchConsumerThread sets the aiokafka consumer's _fetch_max_wait_ms after Faust built it
+    with 1,500 ms, before start() hands it to the Fetcher; the Fetcher leaves out of a fetch
+    the partitions whose records are still buffered (why a long wait stalls a busy worker)."""
+    import aiokafka
+    from aiokafka.consumer.fetcher import Fetcher
+
+    creating = inspect.getsource(driver.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=1500" in creating
+    assert _params(driver.Consumer._new_consumer_thread) == ["self"]
+    assert "AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)" in inspect.getsource(
+        driver.Consumer._new_consumer_thread
+    )
+    assert "self._fetch_max_wait_ms = fetch_max_wait_ms" in inspect.getsource(
+        aiokafka.AIOKafkaConsumer.__init__
+    )
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
+        aiokafka.AIOKafkaConsumer.start
+    )
+    actions = inspect.getsource(Fetcher._get_actions_per_node)
+    assert "if tp in self._records:" in actions and "backoff_by_nodes" in actions
