@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from time import monotonic, time
 from typing import Any, Protocol, cast
 
+import aiokafka
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -319,13 +320,16 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     fixed 1,500 ms.
 
     aiokafka keeps one fetch in flight per broker and leaves out of it the partitions whose
-    fetched records are still waiting to be taken (for 0.1 s it sends none at all). A worker
+    fetched records are still waiting to be taken (while any of them was fetched less than
+    0.1 s ago, it sends that broker no fetch at all). A worker
     running behind can thus send a fetch that holds only quiet partitions (the feedback topic, a
     partition with no traffic); the broker keeps it until the maximum wait, and no transaction
     is fetched meanwhile. At 1,500 ms that stalled a worker at 2,000 tx/s for seconds at a time
     (a backlog, big slow batches, and the next such fetch): README, Benchmarks."""
 
-    def _create_worker_consumer(self, transport: Any) -> Any:
+    def _create_worker_consumer(
+        self, transport: faust_aiokafka.Transport
+    ) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_max_wait_ms", None)
         if wait is not None:

@@ -216,8 +216,10 @@ def test_the_worker_s_fetches_wait_at_most_its_fetch_max_wait() -> None:
     """Faust builds aiokafka's consumer with a fixed 1,500 ms wait; the worker's consumer thread
     replaces it with FRAUD_FETCH_MAX_WAIT_MS (a fetch holding only quiet partitions otherwise
     keeps a worker that runs behind from fetching transactions for up to 1.5 s)."""
+    import inspect
+
     from fraud.settings import Settings
-    from stream.worker.app import faust_app_options
+    from stream.worker.app import create_app, faust_app_options
     from stream.worker.batches import BatchConsumerThread
 
     async def built(wait: int | None) -> int:
@@ -225,8 +227,13 @@ def test_the_worker_s_fetches_wait_at_most_its_fetch_max_wait() -> None:
         thread = app.consumer._thread  # type: ignore[attr-defined]
         assert isinstance(thread, BatchConsumerThread)
         consumer = thread._create_worker_consumer(app.transport)  # built, never started
-        return int(consumer._fetch_max_wait_ms)
+        try:
+            return int(consumer._fetch_max_wait_ms)
+        finally:
+            await consumer.stop()  # marks it closed (nothing was started)
 
-    assert Settings().fetch_max_wait_ms == 100
+    assert Settings.model_fields["fetch_max_wait_ms"].default == 100
     assert asyncio.run(built(Settings(fetch_max_wait_ms=40).fetch_max_wait_ms)) == 40
     assert asyncio.run(built(None)) == 1500  # Faust's own, when the app sets none
+    # The worker's app is given the setting.
+    assert "fetch_max_wait_ms=settings.fetch_max_wait_ms" in inspect.getsource(create_app)

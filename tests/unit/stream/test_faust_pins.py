@@ -176,3 +176,5 @@ def test_the_fetch_wait_the_consumer_thread_replaces() -> None:
     )
     actions = inspect.getsource(Fetcher._get_actions_per_node)
     assert "if tp in self._records:" in actions and "backoff_by_nodes" in actions
+    assert "elif node_id in self._in_flight:" in actions  # one fetch in flight per broker
+    assert "self._fetch_max_wait_ms," in actions  # the wait each FetchRequest carries
