@@ -321,10 +321,9 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     aiokafka keeps one fetch in flight per broker and leaves out of it the partitions whose
     fetched records are still waiting to be taken (while any of them was fetched less than
-    0.1 s ago, it sends that broker no fetch at all). A worker
-    running behind can thus send a fetch that holds only quiet partitions (the feedback topic, a
-    partition with no traffic); the broker keeps it until the maximum wait, and no transaction
-    is fetched meanwhile. At 1,500 ms that stalled a worker at 2,000 tx/s for seconds at a time
+    0.1 s ago, it sends that broker no fetch at all). A worker running behind can thus send a
+    fetch that holds only quiet partitions (the feedback topic, a partition with no traffic);
+    the broker keeps it until the maximum wait, and no transaction is fetched meanwhile. At 1,500 ms that stalled a worker at 2,000 tx/s for seconds at a time
     (a backlog, big slow batches, and the next such fetch): README, Benchmarks."""
 
     def _create_worker_consumer(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraud.settings import KafkaConnection
@@ -156,8 +156,6 @@ _COORDINATOR_STARTING = {
 
 def group_assignment(bootstrap: str, group: str, topic: str) -> dict[str, list[int]]:
     """Member id -> partitions of `topic` it holds, when the group is stable; else {}."""
-    from confluent_kafka import KafkaException
-
     from bench.kafka import stable_assignment
 
     try:
