@@ -94,10 +94,13 @@ class InMemoryFeatureStore(FeatureStore):
         self,
         columns: EventColumns,
         rows: IntArray,
-        result: BatchResult,
+        result: BatchResult | None,
         state: StoredState,
         digests: list[bytes],
+        kept: IntArray,
     ) -> None:
+        if result is None:
+            return
         self._cards.update(result.card_history)
         for row, ts, vector, digest in zip(
             rows.tolist(), columns.ts[rows].tolist(), result.features, digests, strict=True

@@ -6,9 +6,10 @@ the records of its transactions share the card's shard (`<base>:{c<n>}:...`), an
 terminal's transactions and labels share the terminal's shard (`<base>:{t<n>}:...`), with
 `<base>` = `<prefix>:features:v<STATE_VERSION>`. A batch is read in one round (per card shard
 one MGET of its transaction records and of the card states the store does not remember, per
-terminal shard a script counting the windows) and written in two (the cards with their
-transaction records, then the terminals); the calls of a round are pipelined per
-node (one pipeline on a single Redis, one per primary on a cluster). Scripts run their many
+terminal shard a script counting the windows) and written in one (per card shard a script
+writing the cards with their transaction records, per terminal shard one adding the terminal
+members); the calls of a round are pipelined per node (one pipeline on a single Redis, one per
+primary on a cluster). Scripts run their many
 small commands inside Redis: redis-py spends tens of microseconds per pipelined command, which
 at ~12 commands per event would dominate a batch. Card states never pass through Lua when read
 (a plain MGET) and only once when written (one argument each, checked on their first 8 bytes):
@@ -19,8 +20,11 @@ commits only if every card it writes is still at the version read (all or nothin
 otherwise the batch is read and computed again. So a worker whose partitions moved away while
 it was frozen (a zombie) can never write over the state of the partition's new owner, nor count
 a transaction twice. Terminal members (keyed by transaction) are idempotent and written for
-every event of a batch, also for redelivered ones, so a crash between the two rounds leaves
-nothing missing. A label finds its transaction's time and terminal in the transaction's record,
+every event of a batch, also for redelivered ones, so a write cut short leaves nothing missing
+once the batch comes again. They are written beside the card writes, so a refused or cut-short
+attempt can leave the members of events that have no record yet: the read reports which of the
+batch's members are stored, and those of new events come off the counts (the batch counts its
+new events itself). A label finds its transaction's time and terminal in the transaction's record,
 looked up in every card shard (a label names its transaction only): labels are a few per
 hundred transactions, and an index by transaction id would cost a write for every one.
 
@@ -100,8 +104,9 @@ end
 """
 
 # KEYS[1]: anchor. ARGV: shard prefix, terminals (length-prefixed), the count windows as
-# microseconds before t ("start:end,..."), each event's terminal number ("i,i,...") and time
-# ("t,t,..."). Returns the numbers of terminals with labels, their label hashes, and the counts.
+# microseconds before t ("start:end,..."), each event's terminal number ("i,i,..."), time
+# ("t,t,...") and transaction key ("k,k,..."). Returns the numbers of terminals with labels,
+# their label hashes, the counts, and per event "1" when its own member is already stored.
 _READ_TERMINALS_LUA = (
     _SPLIT_LUA
     + """
@@ -117,6 +122,8 @@ for first, last in string.gmatch(ARGV[3], '(%d+):(%d+)') do
   starts[#starts + 1] = tonumber(first); ends[#ends + 1] = tonumber(last)
 end
 for index in string.gmatch(ARGV[4], '[^,]+') do event_terminal[#event_terminal + 1] = tonumber(index) end
+local tx_keys, present = {}, {}
+for tx_key in string.gmatch(ARGV[6], '[^,]+') do tx_keys[#tx_keys + 1] = tx_key end
 local event = 0
 for t in string.gmatch(ARGV[5], '[^,]+') do
   event = event + 1
@@ -127,8 +134,9 @@ for t in string.gmatch(ARGV[5], '[^,]+') do
     local upper = ends[w] == 0 and t or string.format('%d', now - ends[w])
     counts[#counts + 1] = redis.call('ZCOUNT', key, lower, '(' .. upper)
   end
+  present[event] = redis.call('ZSCORE', key, tx_keys[event]) and '1' or '0'
 end
-return {labelled, labels, table.concat(counts, ',')}
+return {labelled, labels, table.concat(counts, ','), table.concat(present)}
 """
 )
 
@@ -501,6 +509,7 @@ class RedisFeatureStore(FeatureStore):
                         self._windows,
                         ",".join(map(str, event_terminals)),
                         ",".join(str(columns.ts[row_list[p]]) for p in positions),
+                        ",".join(str(columns.tx_key[row_list[p]]) for p in positions),
                     ],
                 )
             )
@@ -529,16 +538,20 @@ class RedisFeatureStore(FeatureStore):
                     known_digest[transaction] = digest
         counts = np.zeros((len(row_list), len(self._count_offsets)), dtype=np.float64)
         labels: dict[str, dict[str, LabelEntry]] = {}
+        stored_members: list[int] = []  # positions whose terminal member is already stored
         for (_number, positions, terminals), answer in zip(
             terminal_layout, answers[len(txs_by_shard) :], strict=True
         ):
-            labelled, hashes, flat = answer
+            labelled, hashes, flat, present = answer
             values = np.array(flat.split(b","), dtype=np.float64).reshape(
                 len(positions), len(self._count_offsets)
             )
             counts[positions] = values
             for number, entries in zip(labelled, hashes, strict=True):
                 labels[terminals[number - 1]] = _parse_label_hash(entries)
+            flags = present.decode()
+            stored_members += [p for p, flag in zip(positions, flags, strict=True) if flag == "1"]
+        self._uncount_new_members(columns, row_list, counts, stored_members, known)
         return StoredState(
             known=known,
             known_digest=known_digest,
@@ -549,16 +562,80 @@ class RedisFeatureStore(FeatureStore):
             stored_rows=stored_rows,
         )
 
+    def _uncount_new_members(
+        self,
+        columns: EventColumns,
+        row_list: list[int],
+        counts: FloatArray,
+        stored_members: list[int],
+        known: dict[str, FloatArray],
+    ) -> None:
+        """Take out of `counts` the stored terminal members of the batch's new events.
+
+        A batch's terminal members are written in the round of its card writes, so an attempt
+        whose cards were refused (or a write cut short) leaves the members of events that have
+        no record yet. The batch counts its new events itself (batch_features), so such a
+        member, counted again by the read, comes off every new event's window that holds it.
+        A redelivered event's member stays counted: its record exists, and the batch does not
+        count it again."""
+        leftovers = [p for p in stored_members if columns.transaction_id[row_list[p]] not in known]
+        if not leftovers:
+            return
+        new_by_terminal: dict[str, list[int]] = {}
+        for position, row in enumerate(row_list):
+            if columns.transaction_id[row] not in known:
+                new_by_terminal.setdefault(columns.terminal_id[row], []).append(position)
+        starts = np.array([start for start, _ in self._count_offsets], dtype=np.int64)
+        ends = np.array([end for _, end in self._count_offsets], dtype=np.int64)
+        times = columns.ts[row_list]
+        for position in leftovers:
+            at = times[position]
+            others = new_by_terminal[columns.terminal_id[row_list[position]]]
+            window_ts = times[others][:, None]
+            counts[others] -= (window_ts - starts <= at) & (at < window_ts - ends)
+
     # -- writing it back --------------------------------------------------------------------
 
     def _write(
         self,
         columns: EventColumns,
         rows: IntArray,
-        result: BatchResult,
+        result: BatchResult | None,
         state: StoredState,
         digests: list[bytes],
+        kept: IntArray,
     ) -> None:
+        """One round: the new events' cards with their transaction records (all or nothing per
+        card shard, checked against the versions read), and the terminal members of every kept
+        event (idempotent)."""
+        card_calls, written = self._card_calls(columns, rows, result, state, digests)
+        calls = card_calls + self._terminal_calls(columns, kept, state)
+        try:
+            answers = self._rounds.run(calls)
+        except BaseException:
+            self._cards.forget(written)  # whether it landed is unknown: read them again
+            raise
+        moved = [card for answer in answers[: len(card_calls)] for card in answer]
+        if moved:
+            # Other shards' cards did move on: read them again. The shards that wrote hold
+            # transactions the next attempt treats as redeliveries, and their terminal members
+            # are in; those of the refused shards are in too, and come off the counts of the
+            # next attempt, to which those events are new again (_uncount_new_members).
+            self._cards.forget(written)
+            raise StaleStateError([card.decode() for card in moved])
+        self._cards.put(written)
+
+    def _card_calls(
+        self,
+        columns: EventColumns,
+        rows: IntArray,
+        result: BatchResult | None,
+        state: StoredState,
+        digests: list[bytes],
+    ) -> tuple[list[_Call], dict[str, tuple[bytes, bytes, int]]]:
+        """Per card shard a write_cards call, and the states it writes (to remember)."""
+        if result is None:
+            return [], {}
         # Per card: appended to (A) or rewritten (S), the version read, the new value.
         card_states: dict[int, list[tuple[str, str, bytes, bytes]]] = {}
         written: dict[str, tuple[bytes, bytes, int]] = {}
@@ -589,8 +666,7 @@ class RedisFeatureStore(FeatureStore):
                 (columns.transaction_id[row], record)
             )
         calls: list[_Call] = []
-        shards = sorted(set(card_states) | set(tx_records))
-        for number in shards:
+        for number in sorted(set(card_states) | set(tx_records)):
             prefix = self._shard("c", number)
             writes = card_states.get(number, [])
             records = tx_records.get(number, [])
@@ -601,28 +677,14 @@ class RedisFeatureStore(FeatureStore):
             for transaction, record in records:
                 args += (transaction, record)
             calls.append(_Call(prefix, "write_cards", args))
-        try:
-            answers = self._rounds.run(calls)
-        except BaseException:
-            self._cards.forget(written)  # whether it landed is unknown: read them again
-            raise
-        moved = [card for answer in answers for card in answer]
-        if moved:
-            self._cards.forget(written)  # other shards' cards did move on: read them again
-            # The shards without a moved card wrote their cards and transaction records: to the
-            # batch's next attempt those transactions are redeliveries, which it does not
-            # compute again, so they would be missing from its terminal counts. Their terminal
-            # members go in now, as they would after the batch.
-            landed = {number for number, answer in zip(shards, answers, strict=True) if not answer}
-            done = [r for r in rows.tolist() if shard_of(columns.card_id[r]) in landed]
-            if done:
-                self._after_write(columns, np.array(done, dtype=np.int64), state)
-            raise StaleStateError([card.decode() for card in moved])
-        self._cards.put(written)
+        return calls, written
 
-    def _after_write(self, columns: EventColumns, rows: IntArray, state: StoredState) -> None:
-        """Terminal members of every event of the batch (new or redelivered): idempotent, so a
-        crash between the rounds leaves nothing missing."""
+    def _terminal_calls(
+        self, columns: EventColumns, rows: IntArray, state: StoredState
+    ) -> list[_Call]:
+        """Per terminal shard a write_terminals call: the members of the events `rows` (new or
+        redelivered: idempotent, so a crash between the rounds of an earlier attempt leaves
+        nothing missing), the members past every window and the labels gone stale."""
         members: dict[int, dict[str, list[str]]] = {}
         for row, ts, tx_key in zip(
             rows.tolist(), columns.ts[rows].tolist(), columns.tx_key[rows].tolist(), strict=True
@@ -656,7 +718,7 @@ class RedisFeatureStore(FeatureStore):
                     ],
                 )
             )
-        self._rounds.run(calls)
+        return calls
 
     # -- labels -------------------------------------------------------------------------------
 

@@ -232,17 +232,17 @@ class FeatureStore(ABC):
                 )
             if not write:
                 break
+            refused = set(conflicts)
+            kept = np.array([r for r in rows.tolist() if r not in refused], dtype=np.int64)
+            new_rows = rows[is_new]
             try:
-                if result is not None:
-                    new_rows = rows[is_new]
-                    self._write(columns, new_rows, result, state, [digests[r] for r in new_rows])
+                self._write(
+                    columns, new_rows, result, state, [digests[r] for r in new_rows.tolist()], kept
+                )
             except StaleStateError:
                 if attempt == self.max_attempts:
                     raise
                 continue  # another worker wrote these cards: read and compute again
-            refused = set(conflicts)
-            kept = np.array([r for r in rows.tolist() if r not in refused], dtype=np.int64)
-            self._after_write(columns, kept, state)
             break
         if not conflicts and result is not None and len(rows) == len(columns) and is_new.all():
             return BatchFeatures(result.features, [])
@@ -256,12 +256,6 @@ class FeatureStore(ABC):
         return BatchFeatures(matrix, conflicts)
 
     max_attempts = 5  # reads and computes of one batch while other workers write its cards
-
-    def _after_write(  # noqa: B027 - an optional hook, not every store needs it
-        self, columns: EventColumns, rows: IntArray, state: StoredState
-    ) -> None:
-        """Idempotent writes for every event of a written batch, redelivered ones included
-        (the Redis store's terminal members); nothing by default."""
 
     def apply_labels(self, labels: Sequence[Mapping[str, Any]]) -> int:
         """Record confirmed labels for the terminal fraud-rate features.
@@ -297,10 +291,15 @@ class FeatureStore(ABC):
         self,
         columns: EventColumns,
         rows: IntArray,
-        result: BatchResult,
+        result: BatchResult | None,
         state: StoredState,
         digests: list[bytes],
-    ) -> None: ...
+        kept: IntArray,
+    ) -> None:
+        """Store `result`, the state of the new events `rows` (None: the batch has none), and
+        whatever every event of the batch but its conflicts (`kept`, redelivered ones included)
+        adds idempotently (the Redis store's terminal members). StaleStateError when cards moved
+        on since `state` was read."""
 
     @abstractmethod
     def _write_labels(self, labels: list[ParsedLabel]) -> LabelResult: ...
