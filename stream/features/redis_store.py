@@ -8,10 +8,10 @@ terminal's transactions and labels share the terminal's shard (`<base>:{t<n>}:..
 one MGET of its transaction records and of the card states the store does not remember, per
 terminal shard a script counting the windows) and written in one (per card shard a script
 writing the cards with their transaction records, per terminal shard one adding the terminal
-members); the calls of a round are pipelined per node (one pipeline on a single Redis, one per
-primary on a cluster). Scripts run their many
-small commands inside Redis: redis-py spends tens of microseconds per pipelined command, which
-at ~12 commands per event would dominate a batch. Card states never pass through Lua when read
+members and dropping those past every window and stale labels); the calls of a round are
+pipelined per node (one pipeline on a single Redis, one per primary on a cluster). Scripts run
+their many small commands inside Redis: redis-py spends tens of microseconds per pipelined
+command, which at ~12 commands per event would dominate a batch. Card states never pass through Lua when read
 (a plain MGET) and only once when written (one argument each, checked on their first 8 bytes):
 copying a few KB into a Lua string costs more than the commands around it.
 
@@ -24,7 +24,10 @@ every event of a batch, also for redelivered ones, so a write cut short leaves n
 once the batch comes again. They are written beside the card writes, so a refused or cut-short
 attempt can leave the members of events that have no record yet: the read reports which of the
 batch's members are stored, and those of new events come off the counts (the batch counts its
-new events itself). A label finds its transaction's time and terminal in the transaction's record,
+new events itself). Such a member also counts, until its transaction is recorded, for other
+batches on the terminal (the transaction did take place there); it stays for good only when the
+transaction never is (dead-lettered after its card was refused at every attempt, or a backfill
+dropped). A label finds its transaction's time and terminal in the transaction's record,
 looked up in every card shard (a label names its transaction only): labels are a few per
 hundred transactions, and an index by transaction id would cost a write for every one.
 
@@ -106,7 +109,8 @@ end
 # KEYS[1]: anchor. ARGV: shard prefix, terminals (length-prefixed), the count windows as
 # microseconds before t ("start:end,..."), each event's terminal number ("i,i,..."), time
 # ("t,t,...") and transaction key ("k,k,..."). Returns the numbers of terminals with labels,
-# their label hashes, the counts, and per event "1" when its own member is already stored.
+# their label hashes, the counts, and per event the time its own member is stored at ('' when
+# it is not).
 _READ_TERMINALS_LUA = (
     _SPLIT_LUA
     + """
@@ -134,9 +138,9 @@ for t in string.gmatch(ARGV[5], '[^,]+') do
     local upper = ends[w] == 0 and t or string.format('%d', now - ends[w])
     counts[#counts + 1] = redis.call('ZCOUNT', key, lower, '(' .. upper)
   end
-  present[event] = redis.call('ZSCORE', key, tx_keys[event]) and '1' or '0'
+  present[event] = redis.call('ZSCORE', key, tx_keys[event]) or ''
 end
-return {labelled, labels, table.concat(counts, ','), table.concat(present)}
+return {labelled, labels, table.concat(counts, ','), table.concat(present, ',')}
 """
 )
 
@@ -538,7 +542,8 @@ class RedisFeatureStore(FeatureStore):
                     known_digest[transaction] = digest
         counts = np.zeros((len(row_list), len(self._count_offsets)), dtype=np.float64)
         labels: dict[str, dict[str, LabelEntry]] = {}
-        stored_members: list[int] = []  # positions whose terminal member is already stored
+        # Positions whose own terminal member is already stored, and the time it is stored at.
+        stored_members: list[tuple[int, int]] = []
         for (_number, positions, terminals), answer in zip(
             terminal_layout, answers[len(txs_by_shard) :], strict=True
         ):
@@ -549,8 +554,11 @@ class RedisFeatureStore(FeatureStore):
             counts[positions] = values
             for number, entries in zip(labelled, hashes, strict=True):
                 labels[terminals[number - 1]] = _parse_label_hash(entries)
-            flags = present.decode()
-            stored_members += [p for p, flag in zip(positions, flags, strict=True) if flag == "1"]
+            stored_members += [
+                (p, int(float(score)))
+                for p, score in zip(positions, present.split(b","), strict=True)
+                if score
+            ]
         self._uncount_new_members(columns, row_list, counts, stored_members, known)
         return StoredState(
             known=known,
@@ -567,18 +575,23 @@ class RedisFeatureStore(FeatureStore):
         columns: EventColumns,
         row_list: list[int],
         counts: FloatArray,
-        stored_members: list[int],
+        stored_members: list[tuple[int, int]],
         known: dict[str, FloatArray],
     ) -> None:
-        """Take out of `counts` the stored terminal members of the batch's new events.
+        """Take the stored terminal members of the batch's new events out of `counts`.
 
         A batch's terminal members are written in the round of its card writes, so an attempt
         whose cards were refused (or a write cut short) leaves the members of events that have
         no record yet. The batch counts its new events itself (batch_features), so such a
-        member, counted again by the read, comes off every new event's window that holds it.
-        A redelivered event's member stays counted: its record exists, and the batch does not
-        count it again."""
-        leftovers = [p for p in stored_members if columns.transaction_id[row_list[p]] not in known]
+        member comes off every new event's window that counted it (at the time it is stored
+        at, exactly what the read counted): the counts then hold the terminal's other
+        transactions only. A redelivered event's member stays counted: its record exists, and
+        the batch does not count it again."""
+        leftovers = [
+            (position, at)
+            for position, at in stored_members
+            if columns.transaction_id[row_list[position]] not in known
+        ]
         if not leftovers:
             return
         new_by_terminal: dict[str, list[int]] = {}
@@ -588,8 +601,7 @@ class RedisFeatureStore(FeatureStore):
         starts = np.array([start for start, _ in self._count_offsets], dtype=np.int64)
         ends = np.array([end for _, end in self._count_offsets], dtype=np.int64)
         times = columns.ts[row_list]
-        for position in leftovers:
-            at = times[position]
+        for position, at in leftovers:
             others = new_by_terminal[columns.terminal_id[row_list[position]]]
             window_ts = times[others][:, None]
             counts[others] -= (window_ts - starts <= at) & (at < window_ts - ends)
@@ -644,10 +656,10 @@ class RedisFeatureStore(FeatureStore):
             read_at = state.versions.get(card, b"")
             version = fresh[index * _VERSION_BYTES : (index + 1) * _VERSION_BYTES]
             appended = result.card_appended.get(card)
-            kept = len(packed) // _ROW
+            kept_rows = len(packed) // _ROW
             if read_at and appended is not None:
                 held = state.stored_rows.get(card, 0) + len(appended) // _ROW
-                if held - kept <= max(REWRITE_MIN_DROPPED, kept // 4):
+                if held - kept_rows <= max(REWRITE_MIN_DROPPED, kept_rows // 4):
                     card_states.setdefault(shard_of(card), []).append(
                         (card, "A", read_at, version + appended)
                     )
@@ -656,7 +668,7 @@ class RedisFeatureStore(FeatureStore):
             card_states.setdefault(shard_of(card), []).append(
                 (card, "S", read_at, version + packed)
             )
-            written[card] = (version, packed, kept)
+            written[card] = (version, packed, kept_rows)
         tx_records: dict[int, list[tuple[str, bytes]]] = {}
         for row, ts, vector, digest in zip(
             rows.tolist(), columns.ts[rows].tolist(), result.features, digests, strict=True
@@ -683,8 +695,8 @@ class RedisFeatureStore(FeatureStore):
         self, columns: EventColumns, rows: IntArray, state: StoredState
     ) -> list[_Call]:
         """Per terminal shard a write_terminals call: the members of the events `rows` (new or
-        redelivered: idempotent, so a crash between the rounds of an earlier attempt leaves
-        nothing missing), the members past every window and the labels gone stale."""
+        redelivered: idempotent, so an earlier attempt's write cut short leaves nothing
+        missing), the members past every window and the labels gone stale."""
         members: dict[int, dict[str, list[str]]] = {}
         for row, ts, tx_key in zip(
             rows.tolist(), columns.ts[rows].tolist(), columns.tx_key[rows].tolist(), strict=True

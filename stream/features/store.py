@@ -87,7 +87,8 @@ class BatchFeatures:
 
 class StaleStateError(Exception):
     """A write found cards that moved on since they were read (another worker wrote them):
-    nothing of that part was written; read and compute the batch again."""
+    none of those card shards was written (the idempotent terminal members were); read and
+    compute the batch again."""
 
     def __init__(self, cards: list[str]) -> None:
         super().__init__(f"{len(cards)} card states moved on since they were read")

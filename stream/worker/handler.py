@@ -158,8 +158,9 @@ class BatchHandler:
 
         Any Redis error degrades, not only a lost connection: a full Redis (OOM), a read-only
         replica after a failover or a busy script answer with an error reply, and a decision
-        with default aggregates beats a dead letter. A failed write script leaves no partial
-        state: its first write is the one refused.
+        with default aggregates beats a dead letter. A failed card write script leaves no
+        partial card state (its first write is the one refused); terminal members a failed
+        round did add are taken off the batch's counts when it comes again (backfill).
         """
         import redis
 

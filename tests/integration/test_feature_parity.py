@@ -232,37 +232,56 @@ def test_two_stores_taking_turns_on_the_same_cards_give_the_features_of_one(
         one.clear()
 
 
-def test_members_of_a_write_cut_short_are_not_counted_twice(
-    redis_client: redis.Redis, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("failure", ["cut-short", "refused"])
+def test_members_of_a_failed_write_are_not_counted_twice(
+    redis_client: redis.Redis,
+    unique_name: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
 ) -> None:
     """The write round sends a batch's terminal members beside its card writes. When only the
-    members land (a write cut short; likewise every card shard refused), the next attempt finds
+    members land (a write cut short, or every card shard refused), the next attempt finds
     members of events it has no record of: they come off its counts, since it counts its new
-    events itself, and every feature and terminal equals one store's that never failed."""
+    events itself, and every feature (windows ending at t and after the delay, events sharing
+    a time) and every terminal equals that of a store that never failed."""
     history = history_events(synthetic_history(300, days=1, seed=5))
     events = [dict(event, terminal_id=f"term{n % 3}") for n, event in enumerate(history)]
-    store = RedisFeatureStore(redis_client, unique_name("cut"))
-    memory = InMemoryFeatureStore()
+    for n in range(10, len(events), 10):
+        events[n]["timestamp"] = events[n - 3]["timestamp"]  # same terminal, same time
+    delay = timedelta(hours=6)
+    store = RedisFeatureStore(redis_client, unique_name("failed"), label_delay=delay)
+    memory = InMemoryFeatureStore(label_delay=delay)
     run = store._rounds.run
+    failed: list[str] = []
 
     def members_only(calls: Any) -> Any:
-        if any(call.name == "write_cards" for call in calls):
-            run([call for call in calls if call.name == "write_terminals"])
+        if failed or not any(call.name == "write_cards" for call in calls):
+            return run(calls)
+        failed.append(failure)
+        answers = iter(run([call for call in calls if call.name == "write_terminals"]))
+        if failure == "cut-short":
             raise redis.exceptions.ConnectionError("lost")
-        return run(calls)
+        # Refused: every card shard answers with its cards, as the script does when they moved.
+        return [
+            [card.encode() for card in call.args[4 : 4 + call.args[2]]]
+            if call.name == "write_cards"
+            else next(answers)
+            for call in calls
+        ]
 
     try:
         np.testing.assert_array_equal(
             store.process(events[:100]).matrix, memory.process(events[:100]).matrix
         )
         monkeypatch.setattr(store._rounds, "run", members_only)
-        with pytest.raises(redis.exceptions.ConnectionError):
-            store.process(events[100:])
-        monkeypatch.setattr(store._rounds, "run", run)
-        got = store.process(events[100:]).matrix
+        if failure == "cut-short":
+            with pytest.raises(redis.exceptions.ConnectionError):
+                store.process(events[100:])
+        got = store.process(events[100:]).matrix  # refused: computed again within
+        assert failed == [failure]
         expected = memory.process(events[100:]).matrix
-        counted = [FEATURE_NAMES.index(name) for name in FEATURE_NAMES if "terminal_count" in name]
-        assert expected[:, counted].max() > 1  # the batch's own events fill its windows
+        for suffix in ("_1d", "_1d_after_delay"):  # the batch's own events fill its windows
+            assert expected[:, FEATURE_NAMES.index(f"terminal_count{suffix}")].max() > 1
         np.testing.assert_array_equal(got, expected)
         for terminal in ("term0", "term1", "term2"):
             assert redis_client.zcard(store.terminal_key(terminal)) == 100
