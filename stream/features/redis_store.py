@@ -11,9 +11,9 @@ writing the cards with their transaction records, per terminal shard one adding 
 members and dropping those past every window and stale labels); the calls of a round are
 pipelined per node (one pipeline on a single Redis, one per primary on a cluster). Scripts run
 their many small commands inside Redis: redis-py spends tens of microseconds per pipelined
-command, which at ~12 commands per event would dominate a batch. Card states never pass through Lua when read
-(a plain MGET) and only once when written (one argument each, checked on their first 8 bytes):
-copying a few KB into a Lua string costs more than the commands around it.
+command, which at ~12 commands per event would dominate a batch. Card states never pass through
+Lua when read (a plain MGET) and only once when written (one argument each, checked on their
+first 8 bytes): copying a few KB into a Lua string costs more than the commands around it.
 
 Each card state carries a version (8 random bytes, new at every write). A card shard's write
 commits only if every card it writes is still at the version read (all or nothing per shard);
